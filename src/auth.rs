@@ -1,0 +1,229 @@
+//! User authentication on a fresh SSH session: ssh-agent first, then key files, the order
+//! OpenSSH uses, with `IdentitiesOnly` restricting agent keys to the configured files.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use russh::client::{AuthResult, Handle, Handler};
+use russh::keys::agent::AgentIdentity;
+use russh::keys::agent::client::AgentClient;
+use russh::keys::ssh_key::PublicKey;
+use russh::keys::{HashAlg, PrivateKeyWithHashAlg};
+use tracing::{debug, warn};
+
+use crate::ssh_config::{HostConfig, IdentityAgent};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error(
+        "authentication as {user}@{host} rejected by the server (tried: {tried}); \
+         check that one of these keys is in the server's authorized_keys"
+    )]
+    Rejected {
+        user: String,
+        host: String,
+        tried: String,
+    },
+    #[error(
+        "authentication as {user}@{host} failed: key {} is encrypted and no ssh-agent holds it; \
+         add it to the agent (`ssh-add {}`) and make sure SSH_AUTH_SOCK reaches lazytunnel",
+        path.display(), path.display()
+    )]
+    EncryptedKey {
+        user: String,
+        host: String,
+        path: PathBuf,
+    },
+    #[error(
+        "authentication as {user}@{host} failed: no identities to try (no agent keys, no key files found)"
+    )]
+    NoIdentities { user: String, host: String },
+    #[error("ssh protocol error during authentication: {0}")]
+    Ssh(#[from] russh::Error),
+}
+
+/// Authenticates `handle` as `host.user`. Returns a precise error saying what was tried.
+pub async fn authenticate<H: Handler>(
+    handle: &mut Handle<H>,
+    host: &HostConfig,
+) -> Result<(), AuthError> {
+    let mut tried: Vec<String> = Vec::new();
+    let files = load_identity_files(host);
+
+    let agent_socket = match &host.identity_agent {
+        IdentityAgent::Disabled => None,
+        IdentityAgent::Env => std::env::var_os("SSH_AUTH_SOCK").map(PathBuf::from),
+        IdentityAgent::Socket(path) => Some(path.clone()),
+    };
+    if let Some(socket) = agent_socket {
+        match try_agent(handle, host, &socket, &files, &mut tried).await? {
+            true => return Ok(()),
+            false => {}
+        }
+    }
+
+    let mut encrypted: Option<PathBuf> = None;
+    for file in &files {
+        match &file.secret {
+            KeyFile::Loaded(key) => {
+                let hash = rsa_hash(handle, key.public_key()).await?;
+                let attempt = PrivateKeyWithHashAlg::new(key.clone(), hash);
+                tried.push(format!("key file {}", file.path.display()));
+                if handle
+                    .authenticate_publickey(&host.user, attempt)
+                    .await?
+                    .success()
+                {
+                    debug!(file = %file.path.display(), "authenticated with key file");
+                    return Ok(());
+                }
+            }
+            KeyFile::Encrypted => {
+                encrypted.get_or_insert_with(|| file.path.clone());
+            }
+            KeyFile::Unusable => {}
+        }
+    }
+
+    if let Some(path) = encrypted {
+        return Err(AuthError::EncryptedKey {
+            user: host.user.clone(),
+            host: host.host_name.clone(),
+            path,
+        });
+    }
+    if tried.is_empty() {
+        return Err(AuthError::NoIdentities {
+            user: host.user.clone(),
+            host: host.host_name.clone(),
+        });
+    }
+    Err(AuthError::Rejected {
+        user: host.user.clone(),
+        host: host.host_name.clone(),
+        tried: tried.join(", "),
+    })
+}
+
+/// Tries every agent key (or, with IdentitiesOnly, those matching a configured file).
+/// Returns Ok(true) on success. An unreachable agent is logged and skipped, as OpenSSH does.
+async fn try_agent<H: Handler>(
+    handle: &mut Handle<H>,
+    host: &HostConfig,
+    socket: &Path,
+    files: &[IdentityFile],
+    tried: &mut Vec<String>,
+) -> Result<bool, AuthError> {
+    let mut agent = match AgentClient::connect_uds(socket).await {
+        Ok(agent) => agent,
+        Err(e) => {
+            warn!(socket = %socket.display(), "cannot reach ssh-agent: {e}");
+            return Ok(false);
+        }
+    };
+    let identities = match agent.request_identities().await {
+        Ok(ids) => ids,
+        Err(e) => {
+            warn!(socket = %socket.display(), "ssh-agent did not list its keys: {e}");
+            return Ok(false);
+        }
+    };
+    for identity in identities {
+        let AgentIdentity::PublicKey { key, comment } = identity else {
+            // Certificates from the agent are the fidelity work's (CertificateFile).
+            continue;
+        };
+        if host.identities_only
+            && !files.iter().any(|f| {
+                f.public
+                    .as_ref()
+                    .is_some_and(|p| p.key_data() == key.key_data())
+            })
+        {
+            continue;
+        }
+        let hash = rsa_hash(handle, &key).await?;
+        tried.push(format!(
+            "agent key {} ({comment})",
+            key.fingerprint(HashAlg::Sha256)
+        ));
+        match handle
+            .authenticate_publickey_with(&host.user, key, hash, &mut agent)
+            .await
+        {
+            Ok(result) if result.success() => {
+                debug!(%comment, "authenticated with agent key");
+                return Ok(true);
+            }
+            Ok(AuthResult::Failure { .. }) | Ok(AuthResult::Success) => {}
+            Err(e) => warn!(%comment, "ssh-agent could not sign: {e}"),
+        }
+    }
+    Ok(false)
+}
+
+/// RSA keys need the server's preferred SHA-2 signature; asking may wait for the server's
+/// extension info, so only RSA keys pay for it.
+async fn rsa_hash<H: Handler>(
+    handle: &Handle<H>,
+    key: &PublicKey,
+) -> Result<Option<HashAlg>, AuthError> {
+    if !key.algorithm().is_rsa() {
+        return Ok(None);
+    }
+    Ok(handle
+        .best_supported_rsa_hash()
+        .await?
+        .flatten()
+        .or(Some(HashAlg::Sha256)))
+}
+
+enum KeyFile {
+    Loaded(Arc<russh::keys::PrivateKey>),
+    Encrypted,
+    Unusable,
+}
+
+struct IdentityFile {
+    path: PathBuf,
+    /// From `PATH.pub` or the private key itself; matches agent keys under IdentitiesOnly.
+    public: Option<PublicKey>,
+    secret: KeyFile,
+}
+
+fn load_identity_files(host: &HostConfig) -> Vec<IdentityFile> {
+    host.identity_files
+        .iter()
+        .filter_map(|path| {
+            if !path.exists() {
+                if host.identity_files_explicit {
+                    warn!(file = %path.display(), "identity file does not exist");
+                }
+                return None;
+            }
+            let public = russh::keys::load_public_key(pub_path(path)).ok();
+            let (secret, public) = match russh::keys::load_secret_key(path, None) {
+                Ok(key) => {
+                    let public = public.or_else(|| Some(key.public_key().clone()));
+                    (KeyFile::Loaded(Arc::new(key)), public)
+                }
+                Err(russh::keys::Error::KeyIsEncrypted) => (KeyFile::Encrypted, public),
+                Err(e) => {
+                    warn!(file = %path.display(), "cannot use identity file: {e}");
+                    (KeyFile::Unusable, public)
+                }
+            };
+            Some(IdentityFile {
+                path: path.clone(),
+                public,
+                secret,
+            })
+        })
+        .collect()
+}
+
+fn pub_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".pub");
+    PathBuf::from(name)
+}

@@ -1,0 +1,96 @@
+//! `lazytunnel check`: the resolved picture of a configuration, as the daemon would use it.
+
+use std::fmt::Write;
+use std::path::Path;
+
+use crate::config::Config;
+use crate::ssh_config::{HostConfig, IdentityAgent};
+
+/// Renders what the daemon would do with `config` and its resolved `hosts`.
+pub fn render(config: &Config, hosts: &[HostConfig]) -> String {
+    let mut out = String::new();
+    let source = config
+        .source
+        .as_deref()
+        .map(Path::display)
+        .map(|d| d.to_string());
+    let _ = writeln!(
+        out,
+        "config: {}",
+        source.as_deref().unwrap_or("(command line)")
+    );
+    let _ = writeln!(out, "ssh_config: {}", config.ssh_config.display());
+    if let Some(socket) = &config.control_socket {
+        let _ = writeln!(out, "control_socket: {}", socket.display());
+    }
+    for host in hosts {
+        let _ = writeln!(out, "\nhost {}", host.spec);
+        let _ = writeln!(out, "  hostname: {}", host.host_name);
+        let _ = writeln!(out, "  port: {}", host.port);
+        let _ = writeln!(out, "  user: {}", host.user);
+        let which = if host.identity_files_explicit {
+            ""
+        } else {
+            " (OpenSSH defaults, those that exist)"
+        };
+        let _ = writeln!(
+            out,
+            "  identity files{which}: {}",
+            paths(&host.identity_files)
+        );
+        let _ = writeln!(out, "  identities only: {}", yes_no(host.identities_only));
+        let agent = match &host.identity_agent {
+            IdentityAgent::Env => "$SSH_AUTH_SOCK".to_string(),
+            IdentityAgent::Socket(path) => path.display().to_string(),
+            IdentityAgent::Disabled => "none".to_string(),
+        };
+        let _ = writeln!(out, "  identity agent: {agent}");
+        let _ = writeln!(
+            out,
+            "  known_hosts: {}",
+            paths(&host.user_known_hosts_files)
+        );
+        let _ = writeln!(
+            out,
+            "  global known_hosts: {}",
+            paths(&host.global_known_hosts_files)
+        );
+        let _ = writeln!(
+            out,
+            "  strict host key checking: {}",
+            host.strict_host_key_checking
+        );
+        let _ = writeln!(out, "  jump hosts: none");
+        let _ = writeln!(
+            out,
+            "  timers: connect {}, keepalive {} x {}, idle {}",
+            humantime::format_duration(host.connect_timeout),
+            humantime::format_duration(host.keepalive_interval),
+            host.keepalive_max,
+            humantime::format_duration(host.idle_timeout),
+        );
+    }
+    let _ = writeln!(out, "\nforwards");
+    for forward in &config.forwards {
+        let _ = writeln!(
+            out,
+            "  {}: {} -> {} -> {}",
+            forward.name, forward.listen, forward.host, forward.target
+        );
+    }
+    out
+}
+
+fn paths(list: &[std::path::PathBuf]) -> String {
+    if list.is_empty() {
+        return "none".into();
+    }
+    list.iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn yes_no(v: bool) -> &'static str {
+    if v { "yes" } else { "no" }
+}

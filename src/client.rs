@@ -1,0 +1,424 @@
+//! Opening one authenticated SSH session to a host: TCP connect with our socket options,
+//! russh configuration that avoids its traps, host key verification, authentication.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use russh::client::{self, DisconnectReason, Handle, Msg, Session};
+use russh::keys::PublicKeyBase64;
+use russh::keys::ssh_key::HashAlg;
+use russh::{Channel, ChannelOpenFailure, cipher};
+use socket2::SockRef;
+use tokio::net::TcpStream;
+use tokio_util::sync::{CancellationToken, DropGuard};
+use tracing::{info, warn};
+
+use crate::auth::{self, AuthError};
+use crate::known_hosts::{self, Verdict};
+use crate::ssh_config::{HostConfig, StrictHostKeyChecking};
+
+/// Per-channel receive window: large enough not to cap a 100 ms link at ~160 Mbit/s.
+const WINDOW_SIZE: u32 = 16 * 1024 * 1024;
+/// The largest packet the SSH spec lets every implementation accept.
+const MAX_PACKET_SIZE: u32 = 65535;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("could not resolve {host}: {source}")]
+    Resolve {
+        host: String,
+        source: std::io::Error,
+    },
+    #[error("could not connect to {addr}: {source}")]
+    Tcp {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("no answer from {addr} within {}", humantime::format_duration(*timeout))]
+    Timeout { addr: String, timeout: Duration },
+    #[error("{0}")]
+    HostKey(String),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error("ssh handshake with {addr} failed: {source}")]
+    Handshake { addr: String, source: russh::Error },
+}
+
+impl ConnectError {
+    /// Failures that retrying cannot fix without the user's action.
+    pub fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            ConnectError::HostKey(_)
+                | ConnectError::Auth(
+                    AuthError::Rejected { .. }
+                        | AuthError::EncryptedKey { .. }
+                        | AuthError::NoIdentities { .. }
+                )
+        )
+    }
+}
+
+/// A live, authenticated session. Dropping it disconnects.
+pub struct Connection {
+    pub handle: Handle<Client>,
+    pub local_addr: SocketAddr,
+    pub remote_addr: SocketAddr,
+    /// Cancelled when russh's session task ends, for whatever reason.
+    pub dead: CancellationToken,
+    /// Why the session ended, once it has (set by the handler).
+    pub end_reason: Arc<Mutex<Option<String>>>,
+}
+
+/// Connects, verifies the host key and authenticates, all within `host.connect_timeout`.
+pub async fn connect(host: Arc<HostConfig>) -> Result<Connection, ConnectError> {
+    let addr_text = format!("{}:{}", host.host_name, host.port);
+    let timeout = host.connect_timeout;
+    tokio::time::timeout(timeout, establish(host))
+        .await
+        .unwrap_or(Err(ConnectError::Timeout {
+            addr: addr_text,
+            timeout,
+        }))
+}
+
+async fn establish(host: Arc<HostConfig>) -> Result<Connection, ConnectError> {
+    let stream = connect_tcp(&host).await?;
+    let local_addr = stream.local_addr().map_err(|source| ConnectError::Tcp {
+        addr: host.host_name.clone(),
+        source,
+    })?;
+    let remote_addr = stream.peer_addr().map_err(|source| ConnectError::Tcp {
+        addr: host.host_name.clone(),
+        source,
+    })?;
+
+    let dead = CancellationToken::new();
+    let end_reason = Arc::new(Mutex::new(None));
+    let host_key_problem = Arc::new(Mutex::new(None));
+    let handler = Client {
+        host: host.clone(),
+        host_key_problem: host_key_problem.clone(),
+        end_reason: end_reason.clone(),
+        _dead: dead.clone().drop_guard(),
+    };
+    let mut handle =
+        match client::connect_stream(Arc::new(russh_config(&host)), stream, handler).await {
+            Ok(handle) => handle,
+            Err(source) => {
+                if let Some(problem) = host_key_problem.lock().ok().and_then(|mut p| p.take()) {
+                    return Err(ConnectError::HostKey(problem));
+                }
+                return Err(ConnectError::Handshake {
+                    addr: remote_addr.to_string(),
+                    source,
+                });
+            }
+        };
+    auth::authenticate(&mut handle, &host).await?;
+    Ok(Connection {
+        handle,
+        local_addr,
+        remote_addr,
+        dead,
+        end_reason,
+    })
+}
+
+/// Tries each resolved address in turn, as OpenSSH does.
+async fn connect_tcp(host: &HostConfig) -> Result<TcpStream, ConnectError> {
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.host_name.as_str(), host.port))
+        .await
+        .map_err(|source| ConnectError::Resolve {
+            host: host.host_name.clone(),
+            source,
+        })?
+        .collect();
+    let mut last_error = None;
+    for addr in addrs {
+        match TcpStream::connect(addr).await {
+            Ok(stream) => {
+                tune_socket(&stream, host);
+                return Ok(stream);
+            }
+            Err(e) => last_error = Some((addr, e)),
+        }
+    }
+    Err(match last_error {
+        Some((addr, source)) => ConnectError::Tcp {
+            addr: addr.to_string(),
+            source,
+        },
+        None => ConnectError::Resolve {
+            host: host.host_name.clone(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no addresses"),
+        },
+    })
+}
+
+fn tune_socket(stream: &TcpStream, host: &HostConfig) {
+    if let Err(e) = stream.set_nodelay(true) {
+        warn!("cannot set TCP_NODELAY: {e}");
+    }
+    // Bound how long unacknowledged data may sit in the send queue, so a write to a vanished
+    // peer fails instead of hanging; keepalives alone don't see a blocked writer.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if let Err(e) = SockRef::from(stream).set_tcp_user_timeout(Some(dead_after(host))) {
+        warn!("cannot set TCP_USER_TIMEOUT: {e}");
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let _ = (SockRef::from(stream), host);
+}
+
+/// How long a silent server may take before the session is declared dead.
+pub fn dead_after(host: &HostConfig) -> Duration {
+    host.keepalive_interval * (host.keepalive_max + 1)
+}
+
+fn russh_config(host: &HostConfig) -> client::Config {
+    let mut preferred = russh::Preferred::default();
+    preferred.cipher = std::borrow::Cow::Owned(cipher_preference());
+    client::Config {
+        window_size: WINDOW_SIZE,
+        maximum_packet_size: MAX_PACKET_SIZE,
+        keepalive_interval: Some(host.keepalive_interval),
+        keepalive_max: host.keepalive_max as usize,
+        // A backstop that bounds a blocked socket write on every OS; keepalive replies reset it,
+        // so it never fires on a healthy idle session.
+        inactivity_timeout: Some(dead_after(host) + host.keepalive_interval),
+        nodelay: true,
+        preferred,
+        ..Default::default()
+    }
+}
+
+/// AES-GCM first where the CPU has AES instructions, ChaCha20-Poly1305 otherwise.
+fn cipher_preference() -> Vec<cipher::Name> {
+    let aes_first = vec![
+        cipher::AES_256_GCM,
+        cipher::CHACHA20_POLY1305,
+        cipher::AES_256_CTR,
+    ];
+    let chacha_first = vec![
+        cipher::CHACHA20_POLY1305,
+        cipher::AES_256_GCM,
+        cipher::AES_256_CTR,
+    ];
+    #[cfg(target_arch = "x86_64")]
+    let has_aes = std::arch::is_x86_feature_detected!("aes");
+    #[cfg(target_arch = "aarch64")]
+    let has_aes = std::arch::is_aarch64_feature_detected!("aes");
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    let has_aes = false;
+    if has_aes { aes_first } else { chacha_first }
+}
+
+/// The russh event handler for one session.
+pub struct Client {
+    host: Arc<HostConfig>,
+    host_key_problem: Arc<Mutex<Option<String>>>,
+    end_reason: Arc<Mutex<Option<String>>>,
+    /// Dropped with the handler when russh's session task ends, on every path.
+    _dead: DropGuard,
+}
+
+impl Client {
+    fn refuse(&self, problem: String) -> Result<bool, russh::Error> {
+        if let Ok(mut slot) = self.host_key_problem.lock() {
+            *slot = Some(problem);
+        }
+        Ok(false)
+    }
+}
+
+impl client::Handler for Client {
+    type Error = russh::Error;
+
+    async fn check_server_key(
+        &mut self,
+        key: &russh::keys::PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        let host = &self.host;
+        let name = known_hosts::lookup_name(&host.host_name, host.port);
+        let files = host.known_hosts_files();
+        let fingerprint = match key {
+            russh::keys::PublicKeyOrCertificate::PublicKey { key, .. } => {
+                key.fingerprint(HashAlg::Sha256).to_string()
+            }
+            russh::keys::PublicKeyOrCertificate::Certificate(cert) => {
+                cert.public_key().fingerprint(HashAlg::Sha256).to_string()
+            }
+        };
+        let verdict = match known_hosts::verify(&files, &host.host_name, host.port, key) {
+            Ok(verdict) => verdict,
+            Err(e) => return self.refuse(format!("host key check for {name} failed: {e}")),
+        };
+        let first_file = host.user_known_hosts_files.first().cloned();
+        match verdict {
+            Verdict::Trusted { .. } => Ok(true),
+            Verdict::Revoked { at } => self.refuse(format!(
+                "host key {fingerprint} of {name} is marked @revoked at {}:{}; refusing to connect",
+                at.path.display(),
+                at.line
+            )),
+            Verdict::Changed { at, known_fingerprint } => self.refuse(format!(
+                "REMOTE HOST IDENTIFICATION HAS CHANGED for {name}: it offered {fingerprint}, but {}:{} \
+                 records {known_fingerprint}. Someone could be eavesdropping (man-in-the-middle), or the \
+                 host key was replaced. If you know why, remove the old line with `ssh-keygen -R '{name}'`",
+                at.path.display(),
+                at.line
+            )),
+            Verdict::Unknown => match host.strict_host_key_checking {
+                StrictHostKeyChecking::Yes => {
+                    let file = first_file.map(|f| f.display().to_string()).unwrap_or_else(|| "~/.ssh/known_hosts".into());
+                    self.refuse(format!(
+                        "host key for {name} is not known (StrictHostKeyChecking yes; a daemon cannot ask). \
+                         It offered {fingerprint}. After verifying that fingerprint, add the key with \
+                         `ssh-keyscan -p {} {} >> {file}` or by connecting once with `ssh {}`",
+                        host.port, host.host_name, host.spec
+                    ))
+                }
+                StrictHostKeyChecking::AcceptNew => {
+                    let Some(file) = first_file else {
+                        return self.refuse(format!("host key for {name} is not known and no UserKnownHostsFile is set to learn it into"));
+                    };
+                    let plain = match key {
+                        russh::keys::PublicKeyOrCertificate::PublicKey { key, .. } => key.clone(),
+                        russh::keys::PublicKeyOrCertificate::Certificate(cert) => {
+                            russh::keys::ssh_key::PublicKey::from(cert.public_key().clone())
+                        }
+                    };
+                    match known_hosts::append(&file, &host.host_name, host.port, &plain, host.hash_known_hosts) {
+                        Ok(()) => {
+                            warn!(host = %name, %fingerprint, file = %file.display(), "learned new host key (StrictHostKeyChecking accept-new)");
+                            Ok(true)
+                        }
+                        Err(e) => self.refuse(format!("cannot record new host key for {name} in {}: {e}", file.display())),
+                    }
+                }
+                StrictHostKeyChecking::No => {
+                    warn!(host = %name, %fingerprint, "accepting unknown host key (StrictHostKeyChecking no)");
+                    Ok(true)
+                }
+            },
+        }
+    }
+
+    // russh's defaults accept every channel a server opens; a forwarder must not.
+    async fn server_channel_open_forwarded_tcpip(
+        &mut self,
+        _channel: Channel<Msg>,
+        _connected_address: &str,
+        _connected_port: u32,
+        _originator_address: &str,
+        _originator_port: u32,
+        reply: client::ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        reject(reply, "forwarded-tcpip").await;
+        Ok(())
+    }
+
+    async fn server_channel_open_forwarded_streamlocal(
+        &mut self,
+        _channel: Channel<Msg>,
+        _socket_path: &str,
+        reply: client::ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        reject(reply, "forwarded-streamlocal").await;
+        Ok(())
+    }
+
+    async fn server_channel_open_agent_forward(
+        &mut self,
+        _channel: Channel<Msg>,
+        reply: client::ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        reject(reply, "agent forwarding").await;
+        Ok(())
+    }
+
+    async fn server_channel_open_session(
+        &mut self,
+        _channel: Channel<Msg>,
+        reply: client::ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        reject(reply, "session").await;
+        Ok(())
+    }
+
+    async fn server_channel_open_direct_tcpip(
+        &mut self,
+        _channel: Channel<Msg>,
+        _host_to_connect: &str,
+        _port_to_connect: u32,
+        _originator_address: &str,
+        _originator_port: u32,
+        reply: client::ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        reject(reply, "direct-tcpip").await;
+        Ok(())
+    }
+
+    async fn server_channel_open_direct_streamlocal(
+        &mut self,
+        _channel: Channel<Msg>,
+        _socket_path: &str,
+        reply: client::ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        reject(reply, "direct-streamlocal").await;
+        Ok(())
+    }
+
+    async fn server_channel_open_x11(
+        &mut self,
+        _channel: Channel<Msg>,
+        _originator_address: &str,
+        _originator_port: u32,
+        reply: client::ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        reject(reply, "x11").await;
+        Ok(())
+    }
+
+    async fn disconnected(
+        &mut self,
+        reason: DisconnectReason<Self::Error>,
+    ) -> Result<(), Self::Error> {
+        let text = match &reason {
+            DisconnectReason::ReceivedDisconnect(info) => {
+                format!(
+                    "server disconnected: {:?} {}",
+                    info.reason_code, info.message
+                )
+            }
+            DisconnectReason::Error(e) => e.to_string(),
+        };
+        if let Ok(mut slot) = self.end_reason.lock() {
+            slot.get_or_insert(text);
+        }
+        match reason {
+            DisconnectReason::ReceivedDisconnect(_) => Ok(()),
+            DisconnectReason::Error(e) => Err(e),
+        }
+    }
+}
+
+async fn reject(reply: client::ChannelOpenHandle, kind: &str) {
+    info!(kind, "rejected a channel opened by the server");
+    reply
+        .reject(ChannelOpenFailure::AdministrativelyProhibited)
+        .await;
+}
+
+/// The OpenSSH-style one-line form of a key, for messages that tell the user what to add.
+pub fn key_line(key: &russh::keys::ssh_key::PublicKey) -> String {
+    format!("{} {}", key.algorithm().as_str(), key.public_key_base64())
+}

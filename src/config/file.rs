@@ -1,0 +1,350 @@
+//! Deserialising the config file and validating it into a [`Config`]. Values are kept as
+//! `Spanned` so that errors found after deserialisation still point at the offending value.
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::fmt::Display;
+use std::net::IpAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::addr::{self, parse_listen};
+use super::error::Position;
+use super::paths::{expand_tilde_with, resolve};
+use super::{
+    Clash, Config, ConfigError, DEFAULT_SSH_CONFIG, Defaults, Forward, HostOverride, HostSpec,
+    StrictHostKeyChecking, Target, check_name, check_timer, derived_name, find_clash, is_loopback,
+    parse_duration,
+};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    ssh_config: Option<Spanned<String>>,
+    control_socket: Option<Spanned<String>>,
+    idle_timeout: Option<Spanned<String>>,
+    connect_timeout: Option<Spanned<String>>,
+    keepalive_interval: Option<Spanned<String>>,
+    keepalive_max: Option<Spanned<i64>>,
+    #[serde(default)]
+    host: BTreeMap<String, RawHost>,
+    #[serde(default)]
+    forward: Vec<RawForward>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHost {
+    hostname: Option<Spanned<String>>,
+    port: Option<Spanned<i64>>,
+    user: Option<Spanned<String>>,
+    identity_file: Option<Vec<Spanned<String>>>,
+    identities_only: Option<bool>,
+    user_known_hosts_file: Option<Vec<Spanned<String>>>,
+    strict_host_key_checking: Option<Spanned<String>>,
+    idle_timeout: Option<Spanned<String>>,
+    connect_timeout: Option<Spanned<String>>,
+    keepalive_interval: Option<Spanned<String>>,
+    keepalive_max: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawForward {
+    name: Option<Spanned<String>>,
+    listen: Spanned<String>,
+    host: Spanned<String>,
+    target: Spanned<String>,
+    #[serde(default)]
+    allow_non_loopback: bool,
+}
+
+/// A validated forward and where its name came from, for clash messages.
+struct Placed {
+    forward: Forward,
+    /// `name`, or `listen` when the name is derived.
+    name_value: Spanned<String>,
+    name_derived: bool,
+    listen_value: Spanned<String>,
+}
+
+/// What errors need to point into the file, and what paths are resolved against.
+struct Cx<'a> {
+    file: &'a Path,
+    text: &'a str,
+    base: &'a Path,
+    home: Option<&'a OsStr>,
+}
+
+pub(super) fn parse(
+    text: &str,
+    origin: &Path,
+    home: Option<&OsStr>,
+) -> Result<Config, ConfigError> {
+    let cx = Cx {
+        file: origin,
+        text,
+        base: origin.parent().unwrap_or(Path::new("")),
+        home,
+    };
+    let raw: RawConfig =
+        toml::from_str(text).map_err(|e| ConfigError::from_toml(&e, origin, text))?;
+
+    let ssh_config = match &raw.ssh_config {
+        Some(value) => cx.path("ssh_config", value)?,
+        None => expand_tilde_with(DEFAULT_SSH_CONFIG, home).map_err(|_| {
+            ConfigError::in_file(
+                origin,
+                format!(
+                    "`ssh_config` defaults to {DEFAULT_SSH_CONFIG} but HOME is not set; \
+                     set `ssh_config` to a path"
+                ),
+            )
+        })?,
+    };
+    let control_socket = raw
+        .control_socket
+        .as_ref()
+        .map(|v| cx.path("control_socket", v))
+        .transpose()?;
+    let defaults = Defaults {
+        idle_timeout: cx.duration("idle_timeout", &raw.idle_timeout)?,
+        connect_timeout: cx.duration("connect_timeout", &raw.connect_timeout)?,
+        keepalive_interval: cx.duration("keepalive_interval", &raw.keepalive_interval)?,
+        keepalive_max: cx.count("keepalive_max", &raw.keepalive_max)?,
+    };
+    let mut hosts = BTreeMap::new();
+    for (name, host) in &raw.host {
+        hosts.insert(name.clone(), cx.host(name, host)?);
+    }
+
+    if raw.forward.is_empty() {
+        return Err(ConfigError::in_file(
+            origin,
+            "no forwards configured: add a [[forward]] table with `listen`, `host` and \
+             `target`, e.g. listen = \"4445\", host = \"srv11\", target = \"localhost:445\""
+                .into(),
+        ));
+    }
+    let placed = raw
+        .forward
+        .iter()
+        .map(|f| cx.forward(f))
+        .collect::<Result<Vec<_>, _>>()?;
+    let forwards: Vec<Forward> = placed.iter().map(|p| p.forward.clone()).collect();
+    if let Some((first, second, clash)) = find_clash(&forwards)
+        && let (Some(first), Some(second)) = (placed.get(first), placed.get(second))
+    {
+        return Err(cx.clash(first, second, clash));
+    }
+
+    Ok(Config {
+        ssh_config,
+        control_socket,
+        defaults,
+        hosts,
+        forwards,
+        source: Some(origin.to_path_buf()),
+    })
+}
+
+impl Cx<'_> {
+    /// An error about `value`, written as "`key = value`: problem".
+    fn bad(&self, key: &str, value: &Spanned<String>, problem: impl Display) -> ConfigError {
+        let message = format!("`{key} = {:?}`: {problem}", value.get_ref());
+        ConfigError::at_span(self.file, self.text, value.span(), message)
+    }
+
+    fn line(&self, span: &Range<usize>) -> usize {
+        Position::of(self.text, span.start).line
+    }
+
+    fn path(&self, key: &str, value: &Spanned<String>) -> Result<PathBuf, ConfigError> {
+        resolve(value.get_ref(), self.base, self.home).map_err(|p| self.bad(key, value, p))
+    }
+
+    fn paths(
+        &self,
+        key: &str,
+        values: &Option<Vec<Spanned<String>>>,
+    ) -> Result<Option<Vec<PathBuf>>, ConfigError> {
+        values
+            .as_ref()
+            .map(|vs| vs.iter().map(|v| self.path(key, v)).collect())
+            .transpose()
+    }
+
+    fn duration(
+        &self,
+        key: &str,
+        value: &Option<Spanned<String>>,
+    ) -> Result<Option<Duration>, ConfigError> {
+        let Some(value) = value else { return Ok(None) };
+        parse_duration(value.get_ref())
+            .map_err(|e| format!("not a duration like \"30s\", \"5m\" or \"1h30m\" ({e})"))
+            .and_then(check_timer)
+            .map(Some)
+            .map_err(|p| self.bad(key, value, p))
+    }
+
+    /// An integer in `range`, reported with its key and value otherwise.
+    fn int(
+        &self,
+        key: &str,
+        value: &Spanned<i64>,
+        range: std::ops::RangeInclusive<i64>,
+    ) -> Result<i64, ConfigError> {
+        let n = *value.get_ref();
+        if range.contains(&n) {
+            return Ok(n);
+        }
+        let message = format!(
+            "`{key} = {n}`: must be between {} and {}",
+            range.start(),
+            range.end()
+        );
+        Err(ConfigError::at_span(
+            self.file,
+            self.text,
+            value.span(),
+            message,
+        ))
+    }
+
+    fn count(&self, key: &str, value: &Option<Spanned<i64>>) -> Result<Option<u32>, ConfigError> {
+        let Some(value) = value else { return Ok(None) };
+        let n = self.int(key, value, 1..=i64::from(u32::MAX))?;
+        Ok(u32::try_from(n).ok())
+    }
+
+    fn host(&self, name: &str, raw: &RawHost) -> Result<HostOverride, ConfigError> {
+        let key = |field: &str| format!("host.{name}.{field}");
+        let hostname = raw.hostname.as_ref().map(|v| {
+            let ok =
+                v.get_ref().parse::<IpAddr>().is_ok() || addr::check_host_name(v.get_ref()).is_ok();
+            if ok {
+                Ok(v.get_ref().clone())
+            } else {
+                Err(self.bad(&key("hostname"), v, "not a host name or IP address"))
+            }
+        });
+        let user = raw
+            .user
+            .as_ref()
+            .map(|v| addr::check_user(v.get_ref()).map_err(|p| self.bad(&key("user"), v, p)));
+        let port = raw
+            .port
+            .as_ref()
+            .map(|v| self.int(&key("port"), v, 1..=65535));
+        let strict = raw.strict_host_key_checking.as_ref().map(|v| {
+            v.get_ref()
+                .parse::<StrictHostKeyChecking>()
+                .map_err(|p| self.bad(&key("strict_host_key_checking"), v, p))
+        });
+        Ok(HostOverride {
+            hostname: hostname.transpose()?,
+            port: port.transpose()?.and_then(|p| u16::try_from(p).ok()),
+            user: user.transpose()?,
+            identity_file: self.paths(&key("identity_file"), &raw.identity_file)?,
+            identities_only: raw.identities_only,
+            user_known_hosts_file: self
+                .paths(&key("user_known_hosts_file"), &raw.user_known_hosts_file)?,
+            strict_host_key_checking: strict.transpose()?,
+            idle_timeout: self.duration(&key("idle_timeout"), &raw.idle_timeout)?,
+            connect_timeout: self.duration(&key("connect_timeout"), &raw.connect_timeout)?,
+            keepalive_interval: self
+                .duration(&key("keepalive_interval"), &raw.keepalive_interval)?,
+            keepalive_max: self.count(&key("keepalive_max"), &raw.keepalive_max)?,
+        })
+    }
+
+    fn forward(&self, raw: &RawForward) -> Result<Placed, ConfigError> {
+        let listen =
+            parse_listen(raw.listen.get_ref()).map_err(|p| self.bad("listen", &raw.listen, p))?;
+        if !is_loopback(&listen) && !raw.allow_non_loopback {
+            return Err(self.bad(
+                "listen",
+                &raw.listen,
+                format!(
+                    "{listen} is not a loopback address: listening there would expose the \
+                     tunnel to anyone who can reach this machine over the network; set \
+                     `allow_non_loopback = true` in this [[forward]] if that is intended"
+                ),
+            ));
+        }
+        let host: HostSpec = raw.host.get_ref().parse().map_err(|p| {
+            self.bad(
+                "host",
+                &raw.host,
+                format!("expected [user@]host[:port]: {p}"),
+            )
+        })?;
+        let target: Target = raw
+            .target
+            .get_ref()
+            .parse()
+            .map_err(|p| self.bad("target", &raw.target, p))?;
+        let (name, name_value, name_derived) = match &raw.name {
+            Some(name) => {
+                check_name(name.get_ref()).map_err(|p| self.bad("name", name, p))?;
+                (name.get_ref().clone(), name.clone(), false)
+            }
+            None => (derived_name(&listen), raw.listen.clone(), true),
+        };
+        Ok(Placed {
+            forward: Forward {
+                name,
+                listen,
+                host,
+                target,
+                allow_non_loopback: raw.allow_non_loopback,
+            },
+            name_value,
+            name_derived,
+            listen_value: raw.listen.clone(),
+        })
+    }
+
+    /// Names both forwards; points at the later one.
+    fn clash(&self, first: &Placed, second: &Placed, clash: Clash) -> ConfigError {
+        let earlier = format!(
+            "forward {:?}{} at line {}",
+            first.forward.name,
+            if first.name_derived {
+                " (derived name)"
+            } else {
+                ""
+            },
+            self.line(&first.name_value.span())
+        );
+        match clash {
+            Clash::Listen => self.bad(
+                "listen",
+                &second.listen_value,
+                format!(
+                    "forward {:?} listens on {}, which clashes with {earlier} listening on {}; \
+                     give each forward its own address",
+                    second.forward.name, second.forward.listen, first.forward.listen
+                ),
+            ),
+            Clash::Name if second.name_derived => self.bad(
+                "listen",
+                &second.name_value,
+                format!(
+                    "duplicate forward name: this forward has no `name`, and the one derived \
+                     from `listen`, {:?}, is already used by {earlier}; set a unique `name`",
+                    second.forward.name
+                ),
+            ),
+            Clash::Name => self.bad(
+                "name",
+                &second.name_value,
+                format!("duplicate forward name, already used by {earlier}"),
+            ),
+        }
+    }
+}

@@ -1,0 +1,91 @@
+//! The daemon's lifecycle: resolve every host, serve the bound listeners, and on shutdown stop
+//! accepting, let open connections drain for a bounded time, cut the rest, close sessions.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::info;
+
+use crate::config::Config;
+use crate::listener::{self, BoundForward, ConnectionContext};
+use crate::session::SessionManager;
+use crate::ssh_config::{HostConfig, SshConfigFile};
+
+/// How long open connections may go on after a shutdown request before they are reset.
+pub const DRAIN_PERIOD: Duration = Duration::from_secs(5);
+/// Daemon-wide limit on simultaneously open connections.
+pub const MAX_CONNECTIONS: usize = 4096;
+
+/// Loads the ssh_config the daemon config names and resolves every host its forwards use.
+pub fn resolve_hosts(config: &Config) -> anyhow::Result<Vec<HostConfig>> {
+    let is_default =
+        crate::config::expand_tilde("~/.ssh/config").is_ok_and(|p| p == config.ssh_config);
+    let ssh = SshConfigFile::load(&config.ssh_config, is_default)
+        .with_context(|| format!("cannot use ssh_config {}", config.ssh_config.display()))?;
+    let mut hosts: BTreeMap<String, HostConfig> = BTreeMap::new();
+    for forward in &config.forwards {
+        if hosts.contains_key(&forward.host.alias) {
+            continue;
+        }
+        let host = ssh.resolve(config, &forward.host).with_context(|| {
+            format!(
+                "forward {:?}: cannot resolve host {}",
+                forward.name, forward.host
+            )
+        })?;
+        hosts.insert(forward.host.alias.clone(), host);
+    }
+    Ok(hosts.into_values().collect())
+}
+
+/// Serves `listeners` until `shutdown` fires, then shuts down gracefully.
+pub async fn run(
+    hosts: Vec<HostConfig>,
+    listeners: Vec<BoundForward>,
+    shutdown: CancellationToken,
+) {
+    let stop_sessions = CancellationToken::new();
+    let sessions = Arc::new(SessionManager::new(hosts, stop_sessions.clone()));
+    let ctx = ConnectionContext {
+        sessions: sessions.clone(),
+        limit: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
+        connections: TaskTracker::new(),
+        stop_accepting: shutdown.clone(),
+        cut_connections: CancellationToken::new(),
+    };
+    let accept_loops = TaskTracker::new();
+    for bound in listeners {
+        accept_loops.spawn(listener::accept_loop(bound, ctx.clone()));
+    }
+    accept_loops.close();
+
+    shutdown.cancelled().await;
+    accept_loops.wait().await;
+    ctx.connections.close();
+    let open = ctx.connections.len();
+    if open > 0 {
+        info!(
+            open,
+            "shutting down: waiting up to {DRAIN_PERIOD:?} for open connections"
+        );
+        if tokio::time::timeout(DRAIN_PERIOD, ctx.connections.wait())
+            .await
+            .is_err()
+        {
+            info!(
+                open = ctx.connections.len(),
+                "drain period over: resetting remaining connections"
+            );
+            ctx.cut_connections.cancel();
+            ctx.connections.wait().await;
+        }
+    }
+    stop_sessions.cancel();
+    sessions.close_all().await;
+    info!("stopped");
+}

@@ -1,0 +1,17 @@
+//! lazytunnel: a daemon that listens on local ports and forwards each accepted connection over
+//! a lazily opened, shared, self-healing SSH session (one per host), as `ssh -L` would.
+//!
+//! The path of an accepted socket: [`listener`] accepts it → [`session`] leases a channel on
+//! the host's session (opening it via [`client`] and [`auth`] if needed, verified by
+//! [`known_hosts`]) → [`forward`] copies bytes both ways until both sides are done.
+
+pub mod auth;
+pub mod check;
+pub mod client;
+pub mod config;
+pub mod daemon;
+pub mod forward;
+pub mod known_hosts;
+pub mod listener;
+pub mod session;
+pub mod ssh_config;

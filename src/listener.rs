@@ -1,0 +1,175 @@
+//! Local listeners: binding each forward's address, and the accept loop that hands every
+//! accepted socket to its own connection task.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{Instrument, debug, error, info, info_span, warn};
+
+use crate::config::Forward;
+use crate::forward::{self, ForwardError};
+use crate::session::SessionManager;
+
+/// A forward with its bound listening socket.
+pub struct BoundForward {
+    pub forward: Forward,
+    pub listener: TcpListener,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {addr} for forward {name:?}: {source}")]
+pub struct BindError {
+    pub name: String,
+    pub addr: SocketAddr,
+    pub source: io::Error,
+}
+
+/// Binds every forward's listen address; the first failure is returned with its address.
+pub async fn bind_all(forwards: &[Forward]) -> Result<Vec<BoundForward>, BindError> {
+    let mut bound = Vec::with_capacity(forwards.len());
+    for forward in forwards {
+        let listener = TcpListener::bind(forward.listen)
+            .await
+            .map_err(|source| BindError {
+                name: forward.name.clone(),
+                addr: forward.listen,
+                source,
+            })?;
+        bound.push(BoundForward {
+            forward: forward.clone(),
+            listener,
+        });
+    }
+    Ok(bound)
+}
+
+/// What every accept loop shares.
+#[derive(Clone)]
+pub struct ConnectionContext {
+    pub sessions: Arc<SessionManager>,
+    /// Daemon-wide limit on open connections; a permit is held for each one's lifetime.
+    pub limit: Arc<Semaphore>,
+    /// Tracks connection tasks, so shutdown can wait for them to drain.
+    pub connections: TaskTracker,
+    /// Stops accepting.
+    pub stop_accepting: CancellationToken,
+    /// Cuts open connections (after the drain period).
+    pub cut_connections: CancellationToken,
+}
+
+/// Accepts connections on `bound` until `ctx.stop_accepting` fires.
+pub async fn accept_loop(bound: BoundForward, ctx: ConnectionContext) {
+    let BoundForward { forward, listener } = bound;
+    let forward = Arc::new(forward);
+    let local = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    info!(forward = %forward.name, listen = %local, host = %forward.host, target = %forward.target, "listening");
+    let mut backoff = AcceptBackoff::default();
+    loop {
+        // Take the permit before accepting: at the limit, new clients wait in the backlog.
+        let permit = match ctx.limit.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                warn!(forward = %forward.name, "connection limit reached; new connections wait until one closes");
+                tokio::select! {
+                    permit = ctx.limit.clone().acquire_owned() => match permit {
+                        Ok(permit) => permit,
+                        Err(_) => return,
+                    },
+                    () = ctx.stop_accepting.cancelled() => return,
+                }
+            }
+        };
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = ctx.stop_accepting.cancelled() => return,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                backoff.reset();
+                let span = info_span!("conn", forward = %forward.name, %peer);
+                let ctx2 = ctx.clone();
+                let forward = forward.clone();
+                ctx.connections.spawn(
+                    async move {
+                        handle_connection(stream, peer, &forward, &ctx2).await;
+                        drop(permit);
+                    }
+                    .instrument(span),
+                );
+            }
+            Err(e) => {
+                // Errors such as EMFILE repeat immediately: without a pause the loop would spin.
+                let pause = backoff.next();
+                error!(forward = %forward.name, "accept failed: {e}; retrying in {pause:?}");
+                tokio::select! {
+                    () = tokio::time::sleep(pause) => {}
+                    () = ctx.stop_accepting.cancelled() => return,
+                }
+            }
+        }
+    }
+}
+
+async fn handle_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    forward: &Forward,
+    ctx: &ConnectionContext,
+) {
+    let _ = stream.set_nodelay(true);
+    debug!(target = %forward.target, "accepted");
+    let opened = tokio::select! {
+        lease = ctx.sessions.open_channel(&forward.host, &forward.target, peer) => lease,
+        () = ctx.cut_connections.cancelled() => {
+            forward::reset(&stream);
+            return;
+        }
+    };
+    let lease = match opened {
+        Ok(lease) => lease,
+        Err(e) => {
+            warn!("connection refused: {e}");
+            forward::reset(&stream);
+            return;
+        }
+    };
+    let dead = lease.session.dead().clone();
+    let cut = async {
+        tokio::select! {
+            () = dead.cancelled() => "ssh session ended",
+            () = ctx.cut_connections.cancelled() => "daemon shutting down",
+        }
+    };
+    match forward::forward(stream, lease.channel, cut).await {
+        Ok(moved) => debug!(up = moved.up, down = moved.down, "closed"),
+        Err(ForwardError::Local(e)) => debug!("reset: local client: {e}"),
+        Err(e) => info!("reset: {e}"),
+    }
+}
+
+/// Pauses after consecutive accept errors: 10 ms doubling up to 1 s.
+#[derive(Default)]
+struct AcceptBackoff {
+    failures: u32,
+}
+
+impl AcceptBackoff {
+    fn next(&mut self) -> Duration {
+        let pause = Duration::from_millis(10) * 2u32.pow(self.failures.min(7));
+        self.failures += 1;
+        pause.min(Duration::from_secs(1))
+    }
+
+    fn reset(&mut self) {
+        self.failures = 0;
+    }
+}

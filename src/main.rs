@@ -1,0 +1,154 @@
+//! Command line: argument types, logging, signals and exit codes. Everything else is the
+//! library's.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use lazytunnel::config::Config;
+use lazytunnel::{check, daemon, listener};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info};
+use tracing_subscriber::EnvFilter;
+
+/// Lazy, multiplexed, self-healing SSH port forwarding.
+#[derive(Parser)]
+#[command(name = "lazytunnel", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Listen on the configured ports and forward connections over SSH.
+    Run(RunArgs),
+    /// Validate the configuration and print what it resolves to.
+    Check(CheckArgs),
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Stay in the foreground and log to stderr.
+    #[arg(long)]
+    foreground: bool,
+    /// Configuration file [default: $XDG_CONFIG_HOME/lazytunnel/config.toml].
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["local_forwards", "destination"])]
+    config: Option<PathBuf>,
+    /// Ad hoc forward in OpenSSH syntax, instead of a config file.
+    #[arg(
+        short = 'L',
+        value_name = "[BIND:]PORT:HOST:HOSTPORT",
+        requires = "destination"
+    )]
+    local_forwards: Vec<String>,
+    /// Host for the -L forwards: an ssh_config alias or [user@]host[:port].
+    #[arg(requires = "local_forwards")]
+    destination: Option<String>,
+    /// More log output (-v debug, -vv trace). RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    verbose: u8,
+    /// Only warnings and errors.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+#[derive(Args)]
+struct CheckArgs {
+    /// Configuration file [default: $XDG_CONFIG_HOME/lazytunnel/config.toml].
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => run(args),
+        Command::Check(args) => check(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // `{:#}` prints the whole cause chain on one line.
+            error!("{err:#}");
+            eprintln!("lazytunnel: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_config(path: Option<PathBuf>) -> anyhow::Result<Config> {
+    let path = match path {
+        Some(path) => path,
+        None => Config::default_path()?,
+    };
+    Ok(Config::load(&path)?)
+}
+
+fn check(args: CheckArgs) -> anyhow::Result<()> {
+    let config = load_config(args.config)?;
+    let hosts = daemon::resolve_hosts(&config)?;
+    print!("{}", check::render(&config, &hosts));
+    Ok(())
+}
+
+fn run(args: RunArgs) -> anyhow::Result<()> {
+    if !args.foreground {
+        bail!("running in the background is not available yet: use `lazytunnel run --foreground`");
+    }
+    init_logging(args.verbose, args.quiet);
+    let config = match &args.destination {
+        Some(destination) => Config::ad_hoc(&args.local_forwards, destination)?,
+        None => load_config(args.config)?,
+    };
+    let hosts = daemon::resolve_hosts(&config)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let listeners = listener::bind_all(&config.forwards).await?;
+        let shutdown = CancellationToken::new();
+        tokio::spawn(stop_on_signal(shutdown.clone()));
+        daemon::run(hosts, listeners, shutdown).await;
+        Ok(())
+    })
+}
+
+/// SIGINT or SIGTERM starts a graceful shutdown; a second one exits at once.
+async fn stop_on_signal(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        error!("cannot install signal handlers");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => info!("SIGTERM: shutting down"),
+        _ = int.recv() => info!("SIGINT: shutting down"),
+    }
+    shutdown.cancel();
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    info!("second signal: exiting now");
+    std::process::exit(1);
+}
+
+fn init_logging(verbose: u8, quiet: bool) {
+    let default = match (quiet, verbose) {
+        (true, _) => "warn",
+        (false, 0) => "info",
+        (false, 1) => "lazytunnel=debug,info",
+        (false, _) => "lazytunnel=trace,debug",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
