@@ -1,0 +1,76 @@
+//! Reads `/proc` to observe processes and TCP connections from the outside, so tests can check
+//! what the code under test did on the wire (how many SSH connections exist) without trusting
+//! its own account of it.
+
+use std::fs;
+
+/// Number of ESTABLISHED TCP sockets (IPv4 and IPv6) whose *local* port is `port`.
+///
+/// For a server port that is one per accepted connection: the client ends of those connections
+/// have `port` as their remote port and are not counted. Sockets half-way through closing
+/// (FIN_WAIT, CLOSE_WAIT, TIME_WAIT) are not counted either.
+pub fn established_connections(port: u16) -> usize {
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|table| fs::read_to_string(table).ok())
+        .map(|table| count_established(&table, port))
+        .sum()
+}
+
+/// Counts rows of a `/proc/net/tcp`-format table in state 01 (ESTABLISHED) with local port
+/// `port`. A row reads `sl local_address rem_address st ...`, addresses as `HEXADDR:HEXPORT`.
+pub fn count_established(table: &str, port: u16) -> usize {
+    table
+        .lines()
+        .skip(1)
+        .filter(|row| {
+            let mut fields = row.split_whitespace();
+            let local = fields.nth(1);
+            let state = fields.nth(1);
+            let local_port = local
+                .and_then(|addr| addr.rsplit_once(':'))
+                .and_then(|(_, hex)| u16::from_str_radix(hex, 16).ok());
+            state == Some("01") && local_port == Some(port)
+        })
+        .count()
+}
+
+/// The parent pid and state letter of a live process, from `/proc/PID/stat`.
+fn parent_and_state(pid: u32) -> Option<(u32, char)> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // `pid (comm) state ppid ...`; comm may itself contain spaces and parentheses.
+    let after_comm = &stat[stat.rfind(')')? + 1..];
+    let mut fields = after_comm.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let ppid = fields.next()?.parse().ok()?;
+    Some((ppid, state))
+}
+
+/// Pids of the running (not zombie) direct children of `parent`.
+pub fn children(parent: u32) -> Vec<u32> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut pids: Vec<u32> = entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|&pid| {
+            matches!(parent_and_state(pid), Some((ppid, state)) if ppid == parent && state != 'Z')
+        })
+        .collect();
+    pids.sort_unstable();
+    pids
+}
+
+/// Pids of every running descendant of `ancestor` (children, their children, ...), parents
+/// before their children.
+pub fn descendants(ancestor: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    let mut frontier = vec![ancestor];
+    while let Some(pid) = frontier.pop() {
+        for child in children(pid) {
+            found.push(child);
+            frontier.push(child);
+        }
+    }
+    found
+}
