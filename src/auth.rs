@@ -55,11 +55,10 @@ pub async fn authenticate<H: Handler>(
         IdentityAgent::Env => std::env::var_os("SSH_AUTH_SOCK").map(PathBuf::from),
         IdentityAgent::Socket(path) => Some(path.clone()),
     };
-    if let Some(socket) = agent_socket {
-        match try_agent(handle, host, &socket, &files, &mut tried).await? {
-            true => return Ok(()),
-            false => {}
-        }
+    if let Some(socket) = agent_socket
+        && try_agent(handle, host, &socket, &files, &mut tried).await?
+    {
+        return Ok(());
     }
 
     let mut encrypted: Option<PathBuf> = None;

@@ -177,8 +177,10 @@ pub fn dead_after(host: &HostConfig) -> Duration {
 }
 
 fn russh_config(host: &HostConfig) -> client::Config {
-    let mut preferred = russh::Preferred::default();
-    preferred.cipher = std::borrow::Cow::Owned(cipher_preference());
+    let preferred = russh::Preferred {
+        cipher: std::borrow::Cow::Owned(cipher_preference()),
+        ..Default::default()
+    };
     client::Config {
         window_size: WINDOW_SIZE,
         maximum_packet_size: MAX_PACKET_SIZE,

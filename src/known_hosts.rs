@@ -11,9 +11,12 @@
 //!   refused whatever else matches. Stricter than OpenSSH, which heeds the line only when its
 //!   host field matches: a revoked key is refused for every host.
 //! - `@cert-authority`: a certificate is trusted when a CA line matching the host holds the
-//!   key that signed it and it is a valid host certificate for the host (right type, in its
-//!   validity window, host among its principals, signature verifies; see `cert`). Otherwise,
-//!   as in OpenSSH, the certificate's own key is checked like a plain key.
+//!   key that signed it and it is a valid host certificate for the host: a host (not user)
+//!   certificate, inside its validity window, naming the host among its principals, without
+//!   critical options, signed with an algorithm of OpenSSH's default `CASignatureAlgorithms`
+//!   (not SHA-1 `ssh-rsa`), with a signature that verifies. Stricter than OpenSSH: a
+//!   certificate with no principals is refused (OpenSSH takes it as valid for any host).
+//!   A certificate that fails is, as in OpenSSH, checked by its own key like a plain key.
 //! - A plain key is trusted if an unmarked line matching the host holds it. If matching lines
 //!   hold only other keys, it has *changed*, even when those keys are of another type: OpenSSH
 //!   reports "REMOTE HOST IDENTIFICATION HAS CHANGED" then as well, and accepting would let a
@@ -168,6 +171,7 @@ fn decide(
         PublicKeyOrCertificate::Certificate(cert) => (cert.public_key(), Some(cert)),
     };
 
+    // OpenSSH's order: revocation, then the CA, then the key itself.
     let revoked = lines(files).find(|(_, entry)| {
         entry.marker == Some(Marker::Revoked)
             && (entry.key.key_data() == plain
@@ -180,6 +184,7 @@ fn decide(
     }
 
     if let Some(cert) = cert {
+        // The bare name too: OpenSSH's retry for other ports also covers CA lines.
         let ca_line = std::iter::once(primary.as_str())
             .chain(bare)
             .find_map(|name| {
@@ -204,6 +209,7 @@ fn decide(
     }
 
     match plain_verdict(files, &primary, plain) {
+        // The retry under the bare name may only accept: a different key there is no change.
         Verdict::Unknown => match bare.map(|name| plain_verdict(files, name, plain)) {
             Some(trusted @ Verdict::Trusted { .. }) => trusted,
             _ => Verdict::Unknown,

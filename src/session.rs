@@ -202,7 +202,7 @@ impl SessionManager {
         *current = Some(session.clone());
         self.tasks.spawn(
             watch_session(slot.clone(), session.clone(), self.shutdown.clone())
-                .instrument(info_span!("session", %host, generation)),
+                .instrument(info_span!(parent: None, "session", %host, generation)),
         );
         Ok((session, count))
     }

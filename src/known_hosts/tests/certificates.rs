@@ -45,7 +45,7 @@ fn a_host_certificate_from_a_trusted_ca_is_trusted() {
 fn invalid_certificates_are_not_trusted() {
     let fx = fixture!();
     let (_, _, kh) = setup(&fx);
-    let cases: [(&str, &str, &[&str]); 6] = [
+    let cases: [(&str, &str, &[&str]); 7] = [
         ("wrong principal", "ca", &["-h", "-n", "other.example"]),
         ("no principals", "ca", &["-h"]),
         (
@@ -60,6 +60,11 @@ fn invalid_certificates_are_not_trusted() {
         ),
         ("user certificate", "ca", &["-n", "foo.example"]),
         ("another CA", "ca2", &["-h", "-n", "foo.example"]),
+        (
+            "critical option",
+            "ca",
+            &["-h", "-n", "foo.example", "-O", "critical:x@example.com=y"],
+        ),
     ];
     for (what, ca, args) in cases {
         let cert = fx.cert(ca, "host", args);
