@@ -5,18 +5,19 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use russh::client::{self, DisconnectReason, Handle, Msg, Session};
-use russh::keys::PublicKeyBase64;
-use russh::keys::ssh_key::HashAlg;
-use russh::{Channel, ChannelOpenFailure, cipher};
+use russh::cipher;
+use russh::client::{self, Handle};
 use socket2::SockRef;
 use tokio::net::TcpStream;
-use tokio_util::sync::{CancellationToken, DropGuard};
-use tracing::{info, warn};
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
 
 use crate::auth::{self, AuthError};
-use crate::known_hosts::{self, Verdict};
-use crate::ssh_config::{HostConfig, StrictHostKeyChecking};
+use crate::ssh_config::HostConfig;
+
+mod handler;
+
+pub use handler::Client;
 
 /// Per-channel receive window: large enough not to cap a 100 ms link at ~160 Mbit/s.
 const WINDOW_SIZE: u32 = 16 * 1024 * 1024;
@@ -214,213 +215,4 @@ fn cipher_preference() -> Vec<cipher::Name> {
     #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
     let has_aes = false;
     if has_aes { aes_first } else { chacha_first }
-}
-
-/// The russh event handler for one session.
-pub struct Client {
-    host: Arc<HostConfig>,
-    host_key_problem: Arc<Mutex<Option<String>>>,
-    end_reason: Arc<Mutex<Option<String>>>,
-    /// Dropped with the handler when russh's session task ends, on every path.
-    _dead: DropGuard,
-}
-
-impl Client {
-    fn refuse(&self, problem: String) -> Result<bool, russh::Error> {
-        if let Ok(mut slot) = self.host_key_problem.lock() {
-            *slot = Some(problem);
-        }
-        Ok(false)
-    }
-}
-
-impl client::Handler for Client {
-    type Error = russh::Error;
-
-    async fn check_server_key(
-        &mut self,
-        key: &russh::keys::PublicKeyOrCertificate,
-    ) -> Result<bool, Self::Error> {
-        let host = &self.host;
-        let name = known_hosts::lookup_name(&host.host_name, host.port);
-        let files = host.known_hosts_files();
-        let fingerprint = match key {
-            russh::keys::PublicKeyOrCertificate::PublicKey { key, .. } => {
-                key.fingerprint(HashAlg::Sha256).to_string()
-            }
-            russh::keys::PublicKeyOrCertificate::Certificate(cert) => {
-                cert.public_key().fingerprint(HashAlg::Sha256).to_string()
-            }
-        };
-        let verdict = match known_hosts::verify(&files, &host.host_name, host.port, key) {
-            Ok(verdict) => verdict,
-            Err(e) => return self.refuse(format!("host key check for {name} failed: {e}")),
-        };
-        let first_file = host.user_known_hosts_files.first().cloned();
-        match verdict {
-            Verdict::Trusted { .. } => Ok(true),
-            Verdict::Revoked { at } => self.refuse(format!(
-                "host key {fingerprint} of {name} is marked @revoked at {}:{}; refusing to connect",
-                at.path.display(),
-                at.line
-            )),
-            Verdict::Changed { at, known_fingerprint } => self.refuse(format!(
-                "REMOTE HOST IDENTIFICATION HAS CHANGED for {name}: it offered {fingerprint}, but {}:{} \
-                 records {known_fingerprint}. Someone could be eavesdropping (man-in-the-middle), or the \
-                 host key was replaced. If you know why, remove the old line with `ssh-keygen -R '{name}'`",
-                at.path.display(),
-                at.line
-            )),
-            Verdict::Unknown => match host.strict_host_key_checking {
-                StrictHostKeyChecking::Yes => {
-                    let file = first_file.map(|f| f.display().to_string()).unwrap_or_else(|| "~/.ssh/known_hosts".into());
-                    self.refuse(format!(
-                        "host key for {name} is not known (StrictHostKeyChecking yes; a daemon cannot ask). \
-                         It offered {fingerprint}. After verifying that fingerprint, add the key with \
-                         `ssh-keyscan -p {} {} >> {file}` or by connecting once with `ssh {}`",
-                        host.port, host.host_name, host.spec
-                    ))
-                }
-                StrictHostKeyChecking::AcceptNew => {
-                    let Some(file) = first_file else {
-                        return self.refuse(format!("host key for {name} is not known and no UserKnownHostsFile is set to learn it into"));
-                    };
-                    let plain = match key {
-                        russh::keys::PublicKeyOrCertificate::PublicKey { key, .. } => key.clone(),
-                        russh::keys::PublicKeyOrCertificate::Certificate(cert) => {
-                            russh::keys::ssh_key::PublicKey::from(cert.public_key().clone())
-                        }
-                    };
-                    match known_hosts::append(&file, &host.host_name, host.port, &plain, host.hash_known_hosts) {
-                        Ok(()) => {
-                            warn!(host = %name, %fingerprint, file = %file.display(), "learned new host key (StrictHostKeyChecking accept-new)");
-                            Ok(true)
-                        }
-                        Err(e) => self.refuse(format!("cannot record new host key for {name} in {}: {e}", file.display())),
-                    }
-                }
-                StrictHostKeyChecking::No => {
-                    warn!(host = %name, %fingerprint, "accepting unknown host key (StrictHostKeyChecking no)");
-                    Ok(true)
-                }
-            },
-        }
-    }
-
-    // russh's defaults accept every channel a server opens; a forwarder must not.
-    async fn server_channel_open_forwarded_tcpip(
-        &mut self,
-        _channel: Channel<Msg>,
-        _connected_address: &str,
-        _connected_port: u32,
-        _originator_address: &str,
-        _originator_port: u32,
-        reply: client::ChannelOpenHandle,
-        _session: &mut Session,
-    ) -> Result<(), Self::Error> {
-        reject(reply, "forwarded-tcpip").await;
-        Ok(())
-    }
-
-    async fn server_channel_open_forwarded_streamlocal(
-        &mut self,
-        _channel: Channel<Msg>,
-        _socket_path: &str,
-        reply: client::ChannelOpenHandle,
-        _session: &mut Session,
-    ) -> Result<(), Self::Error> {
-        reject(reply, "forwarded-streamlocal").await;
-        Ok(())
-    }
-
-    async fn server_channel_open_agent_forward(
-        &mut self,
-        _channel: Channel<Msg>,
-        reply: client::ChannelOpenHandle,
-        _session: &mut Session,
-    ) -> Result<(), Self::Error> {
-        reject(reply, "agent forwarding").await;
-        Ok(())
-    }
-
-    async fn server_channel_open_session(
-        &mut self,
-        _channel: Channel<Msg>,
-        reply: client::ChannelOpenHandle,
-        _session: &mut Session,
-    ) -> Result<(), Self::Error> {
-        reject(reply, "session").await;
-        Ok(())
-    }
-
-    async fn server_channel_open_direct_tcpip(
-        &mut self,
-        _channel: Channel<Msg>,
-        _host_to_connect: &str,
-        _port_to_connect: u32,
-        _originator_address: &str,
-        _originator_port: u32,
-        reply: client::ChannelOpenHandle,
-        _session: &mut Session,
-    ) -> Result<(), Self::Error> {
-        reject(reply, "direct-tcpip").await;
-        Ok(())
-    }
-
-    async fn server_channel_open_direct_streamlocal(
-        &mut self,
-        _channel: Channel<Msg>,
-        _socket_path: &str,
-        reply: client::ChannelOpenHandle,
-        _session: &mut Session,
-    ) -> Result<(), Self::Error> {
-        reject(reply, "direct-streamlocal").await;
-        Ok(())
-    }
-
-    async fn server_channel_open_x11(
-        &mut self,
-        _channel: Channel<Msg>,
-        _originator_address: &str,
-        _originator_port: u32,
-        reply: client::ChannelOpenHandle,
-        _session: &mut Session,
-    ) -> Result<(), Self::Error> {
-        reject(reply, "x11").await;
-        Ok(())
-    }
-
-    async fn disconnected(
-        &mut self,
-        reason: DisconnectReason<Self::Error>,
-    ) -> Result<(), Self::Error> {
-        let text = match &reason {
-            DisconnectReason::ReceivedDisconnect(info) => {
-                format!(
-                    "server disconnected: {:?} {}",
-                    info.reason_code, info.message
-                )
-            }
-            DisconnectReason::Error(e) => e.to_string(),
-        };
-        if let Ok(mut slot) = self.end_reason.lock() {
-            slot.get_or_insert(text);
-        }
-        match reason {
-            DisconnectReason::ReceivedDisconnect(_) => Ok(()),
-            DisconnectReason::Error(e) => Err(e),
-        }
-    }
-}
-
-async fn reject(reply: client::ChannelOpenHandle, kind: &str) {
-    info!(kind, "rejected a channel opened by the server");
-    reply
-        .reject(ChannelOpenFailure::AdministrativelyProhibited)
-        .await;
-}
-
-/// The OpenSSH-style one-line form of a key, for messages that tell the user what to add.
-pub fn key_line(key: &russh::keys::ssh_key::PublicKey) -> String {
-    format!("{} {}", key.algorithm().as_str(), key.public_key_base64())
 }

@@ -6,13 +6,20 @@
 //! blocks it would merge into the preceding `Host` (we neutralise them and warn), parse errors
 //! without line numbers (we find the line), and OpenSSH's defaults.
 
-use std::collections::HashMap;
 use std::fmt;
-use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use ssh2_config::{HostParams, ParseRule, SshConfig};
+use ssh2_config::SshConfig;
+
+mod openssh;
+mod parse;
+
+use openssh::{
+    RawOptions, default_identity_files, expand_host_tokens, home_dir, local_user_name,
+    reject_unsupported,
+};
+use parse::{first_failing_line, neutralise_match_blocks, parse_text};
 
 use crate::config::{Config, HostSpec, expand_tilde};
 
@@ -21,9 +28,6 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(15);
 pub const DEFAULT_KEEPALIVE_MAX: u32 = 3;
-
-/// Host names in `Match` lines are replaced by this: a reserved `.invalid` name no real host has.
-const NEUTRALISED_MATCH: &str = "Host lazytunnel-match-not-applied.invalid";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SshConfigError {
@@ -355,184 +359,6 @@ impl SshConfigFile {
             .map(|p| self.expand_path(p))
             .collect()
     }
-}
-
-/// Raw option values that ssh2-config does not type (keys arrive lowercased).
-struct RawOptions<'a>(&'a HashMap<String, Vec<String>>);
-
-impl RawOptions<'_> {
-    fn all(&self, key: &str) -> Option<&[String]> {
-        self.0.get(key).map(Vec::as_slice).filter(|v| !v.is_empty())
-    }
-
-    fn first(&self, key: &str) -> Option<&str> {
-        self.all(key).and_then(|v| v.first()).map(String::as_str)
-    }
-
-    fn bool(
-        &self,
-        host: &str,
-        key: &str,
-        option: &'static str,
-    ) -> Result<Option<bool>, SshConfigError> {
-        match self.first(key) {
-            None => Ok(None),
-            Some(v) if v.eq_ignore_ascii_case("yes") => Ok(Some(true)),
-            Some(v) if v.eq_ignore_ascii_case("no") => Ok(Some(false)),
-            Some(v) => Err(SshConfigError::Value {
-                host: host.to_string(),
-                option,
-                value: v.to_string(),
-                message: "expected yes or no".into(),
-            }),
-        }
-    }
-}
-
-/// Options that change where or how OpenSSH would connect, which lazytunnel cannot honour yet:
-/// connecting directly instead would silently bypass the user's intent.
-fn reject_unsupported(
-    host: &str,
-    params: &HostParams,
-    raw: &RawOptions,
-) -> Result<(), SshConfigError> {
-    if let Some(jumps) = &params.proxy_jump
-        && !jumps.iter().all(|j| j.eq_ignore_ascii_case("none"))
-    {
-        return Err(SshConfigError::Unsupported {
-            host: host.to_string(),
-            option: "ProxyJump",
-            message: "does not support jump hosts yet; reach the host directly or remove ProxyJump for it",
-        });
-    }
-    if raw
-        .first("proxycommand")
-        .is_some_and(|v| !v.eq_ignore_ascii_case("none"))
-    {
-        return Err(SshConfigError::Unsupported {
-            host: host.to_string(),
-            option: "ProxyCommand",
-            message: "is an embedded SSH client and cannot run a proxy command; use ProxyJump or a direct address",
-        });
-    }
-    Ok(())
-}
-
-/// `%h` (the host name given) and `%%` in HostName, as OpenSSH expands them.
-fn expand_host_tokens(value: &str, host: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    let mut chars = value.chars();
-    while let Some(c) = chars.next() {
-        if c != '%' {
-            out.push(c);
-            continue;
-        }
-        match chars.next() {
-            Some('h') => out.push_str(host),
-            Some('%') => out.push('%'),
-            Some(other) => {
-                out.push('%');
-                out.push(other);
-            }
-            None => out.push('%'),
-        }
-    }
-    out
-}
-
-/// OpenSSH's default identity files, in its order.
-fn default_identity_files(home: &Path) -> Vec<PathBuf> {
-    [
-        "id_rsa",
-        "id_ecdsa",
-        "id_ecdsa_sk",
-        "id_ed25519",
-        "id_ed25519_sk",
-        "id_xmss",
-        "id_dsa",
-    ]
-    .iter()
-    .map(|name| home.join(".ssh").join(name))
-    .collect()
-}
-
-/// The login name of the user running us, as OpenSSH takes it: from the password database.
-fn local_user_name() -> Option<String> {
-    let mut record = std::mem::MaybeUninit::<libc::passwd>::uninit();
-    let mut buf = vec![0 as libc::c_char; 4096];
-    let mut found: *mut libc::passwd = std::ptr::null_mut();
-    // SAFETY: every pointer refers to live, correctly sized storage owned by this frame;
-    // getpwuid_r writes the record and its strings into `record` and `buf` only.
-    let rc = unsafe {
-        libc::getpwuid_r(
-            libc::getuid(),
-            record.as_mut_ptr(),
-            buf.as_mut_ptr(),
-            buf.len(),
-            &mut found,
-        )
-    };
-    if rc == 0 && !found.is_null() {
-        // SAFETY: on success `found` points at `record`, whose pw_name is a NUL-terminated
-        // string inside `buf`, both still alive here.
-        let name = unsafe { std::ffi::CStr::from_ptr((*found).pw_name) };
-        if let Ok(name) = name.to_str() {
-            return Some(name.to_owned());
-        }
-    }
-    std::env::var("USER").ok().filter(|u| !u.is_empty())
-}
-
-fn home_dir() -> PathBuf {
-    std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/"))
-}
-
-fn parse_text(text: &str, home: &Path) -> Result<SshConfig, String> {
-    let mut reader = BufReader::new(text.as_bytes());
-    SshConfig::default()
-        .home_dir(home)
-        .parse(
-            &mut reader,
-            ParseRule::ALLOW_UNKNOWN_FIELDS | ParseRule::ALLOW_UNSUPPORTED_FIELDS,
-        )
-        .map_err(|e| e.to_string())
-}
-
-/// ssh2-config reports errors without a line: find the first prefix of the file that fails.
-fn first_failing_line(text: &str, home: &Path) -> Option<usize> {
-    let lines: Vec<&str> = text.lines().collect();
-    (1..=lines.len()).find(|&n| parse_text(&lines[..n].join("\n"), home).is_err())
-}
-
-/// ssh2-config does not support `Match`, and would merge a Match block's options into the
-/// preceding `Host` block. Turn each `Match` line into a Host line that matches nothing, so
-/// the block's options stay inert, and warn that they are not applied. Host patterns are
-/// lowercased, since OpenSSH matches them case-insensitively.
-fn neutralise_match_blocks(path: &Path, text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for (index, line) in text.lines().enumerate() {
-        let keyword = line
-            .trim_start()
-            .split(|c: char| c.is_whitespace() || c == '=')
-            .next();
-        if keyword.is_some_and(|k| k.eq_ignore_ascii_case("match")) {
-            tracing::warn!(
-                "{}:{}: Match blocks are not applied by lazytunnel; their options are ignored",
-                path.display(),
-                index + 1
-            );
-            out.push_str(NEUTRALISED_MATCH);
-        } else if keyword.is_some_and(|k| k.eq_ignore_ascii_case("host")) {
-            // OpenSSH matches Host patterns case-insensitively; ssh2-config does not.
-            out.push_str(&line.to_ascii_lowercase());
-        } else {
-            out.push_str(line);
-        }
-        out.push('\n');
-    }
-    out
 }
 
 #[cfg(test)]

@@ -1,0 +1,218 @@
+//! The russh event handler of one session: host key verification before authentication,
+//! refusal of every channel the server tries to open, and the end-of-session signal.
+
+use std::sync::{Arc, Mutex};
+
+use russh::client::{self, DisconnectReason, Msg, Session};
+use russh::keys::PublicKeyOrCertificate;
+use russh::keys::ssh_key::{HashAlg, PublicKey};
+use russh::{Channel, ChannelOpenFailure};
+use tokio_util::sync::DropGuard;
+use tracing::{info, warn};
+
+use crate::known_hosts::{self, Verdict};
+use crate::ssh_config::{HostConfig, StrictHostKeyChecking};
+
+/// The russh event handler for one session.
+pub struct Client {
+    pub(super) host: Arc<HostConfig>,
+    pub(super) host_key_problem: Arc<Mutex<Option<String>>>,
+    pub(super) end_reason: Arc<Mutex<Option<String>>>,
+    /// Dropped with the handler when russh's session task ends, on every path.
+    pub(super) _dead: DropGuard,
+}
+
+impl Client {
+    fn refuse(&self, problem: String) -> Result<bool, russh::Error> {
+        if let Ok(mut slot) = self.host_key_problem.lock() {
+            *slot = Some(problem);
+        }
+        Ok(false)
+    }
+}
+
+impl client::Handler for Client {
+    type Error = russh::Error;
+
+    async fn check_server_key(
+        &mut self,
+        key: &PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        let host = &self.host;
+        let name = known_hosts::lookup_name(&host.host_name, host.port);
+        let files = host.known_hosts_files();
+        let fingerprint = match key {
+            PublicKeyOrCertificate::PublicKey { key, .. } => {
+                key.fingerprint(HashAlg::Sha256).to_string()
+            }
+            PublicKeyOrCertificate::Certificate(cert) => {
+                cert.public_key().fingerprint(HashAlg::Sha256).to_string()
+            }
+        };
+        let verdict = match known_hosts::verify(&files, &host.host_name, host.port, key) {
+            Ok(verdict) => verdict,
+            Err(e) => return self.refuse(format!("host key check for {name} failed: {e}")),
+        };
+        let first_file = host.user_known_hosts_files.first().cloned();
+        match verdict {
+            Verdict::Trusted { .. } => Ok(true),
+            Verdict::Revoked { at } => self.refuse(format!(
+                "host key {fingerprint} of {name} is marked @revoked at {}:{}; refusing to connect",
+                at.path.display(),
+                at.line
+            )),
+            Verdict::Changed { at, known_fingerprint } => self.refuse(format!(
+                "REMOTE HOST IDENTIFICATION HAS CHANGED for {name}: it offered {fingerprint}, but {}:{} \
+                 records {known_fingerprint}. Someone could be eavesdropping (man-in-the-middle), or the \
+                 host key was replaced. If you know why, remove the old line with `ssh-keygen -R '{name}'`",
+                at.path.display(),
+                at.line
+            )),
+            Verdict::Unknown => match host.strict_host_key_checking {
+                StrictHostKeyChecking::Yes => {
+                    let file = first_file.map(|f| f.display().to_string()).unwrap_or_else(|| "~/.ssh/known_hosts".into());
+                    self.refuse(format!(
+                        "host key for {name} is not known (StrictHostKeyChecking yes; a daemon cannot ask). \
+                         It offered {fingerprint}. After verifying that fingerprint, add the key with \
+                         `ssh-keyscan -p {} {} >> {file}` or by connecting once with `ssh {}`",
+                        host.port, host.host_name, host.spec
+                    ))
+                }
+                StrictHostKeyChecking::AcceptNew => {
+                    let Some(file) = first_file else {
+                        return self.refuse(format!("host key for {name} is not known and no UserKnownHostsFile is set to learn it into"));
+                    };
+                    let plain = match key {
+                        PublicKeyOrCertificate::PublicKey { key, .. } => key.clone(),
+                        PublicKeyOrCertificate::Certificate(cert) => {
+                            PublicKey::from(cert.public_key().clone())
+                        }
+                    };
+                    match known_hosts::append(&file, &host.host_name, host.port, &plain, host.hash_known_hosts) {
+                        Ok(()) => {
+                            warn!(host = %name, %fingerprint, file = %file.display(), "learned new host key (StrictHostKeyChecking accept-new)");
+                            Ok(true)
+                        }
+                        Err(e) => self.refuse(format!("cannot record new host key for {name} in {}: {e}", file.display())),
+                    }
+                }
+                StrictHostKeyChecking::No => {
+                    warn!(host = %name, %fingerprint, "accepting unknown host key (StrictHostKeyChecking no)");
+                    Ok(true)
+                }
+            },
+        }
+    }
+
+    // russh's defaults accept every channel a server opens; a forwarder must not.
+    async fn server_channel_open_forwarded_tcpip(
+        &mut self,
+        _channel: Channel<Msg>,
+        _connected_address: &str,
+        _connected_port: u32,
+        _originator_address: &str,
+        _originator_port: u32,
+        reply: client::ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        reject(reply, "forwarded-tcpip").await;
+        Ok(())
+    }
+
+    async fn server_channel_open_forwarded_streamlocal(
+        &mut self,
+        _channel: Channel<Msg>,
+        _socket_path: &str,
+        reply: client::ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        reject(reply, "forwarded-streamlocal").await;
+        Ok(())
+    }
+
+    async fn server_channel_open_agent_forward(
+        &mut self,
+        _channel: Channel<Msg>,
+        reply: client::ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        reject(reply, "agent forwarding").await;
+        Ok(())
+    }
+
+    async fn server_channel_open_session(
+        &mut self,
+        _channel: Channel<Msg>,
+        reply: client::ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        reject(reply, "session").await;
+        Ok(())
+    }
+
+    async fn server_channel_open_direct_tcpip(
+        &mut self,
+        _channel: Channel<Msg>,
+        _host_to_connect: &str,
+        _port_to_connect: u32,
+        _originator_address: &str,
+        _originator_port: u32,
+        reply: client::ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        reject(reply, "direct-tcpip").await;
+        Ok(())
+    }
+
+    async fn server_channel_open_direct_streamlocal(
+        &mut self,
+        _channel: Channel<Msg>,
+        _socket_path: &str,
+        reply: client::ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        reject(reply, "direct-streamlocal").await;
+        Ok(())
+    }
+
+    async fn server_channel_open_x11(
+        &mut self,
+        _channel: Channel<Msg>,
+        _originator_address: &str,
+        _originator_port: u32,
+        reply: client::ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        reject(reply, "x11").await;
+        Ok(())
+    }
+
+    async fn disconnected(
+        &mut self,
+        reason: DisconnectReason<Self::Error>,
+    ) -> Result<(), Self::Error> {
+        let text = match &reason {
+            DisconnectReason::ReceivedDisconnect(info) => {
+                format!(
+                    "server disconnected: {:?} {}",
+                    info.reason_code, info.message
+                )
+            }
+            DisconnectReason::Error(e) => e.to_string(),
+        };
+        if let Ok(mut slot) = self.end_reason.lock() {
+            slot.get_or_insert(text);
+        }
+        match reason {
+            DisconnectReason::ReceivedDisconnect(_) => Ok(()),
+            DisconnectReason::Error(e) => Err(e),
+        }
+    }
+}
+
+async fn reject(reply: client::ChannelOpenHandle, kind: &str) {
+    info!(kind, "rejected a channel opened by the server");
+    reply
+        .reject(ChannelOpenFailure::AdministrativelyProhibited)
+        .await;
+}
