@@ -36,11 +36,12 @@ pub enum SshConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path}:{line}: {message}")]
+    #[error("{path}:{line}: {message} in `{content}`")]
     Parse {
         path: PathBuf,
         line: usize,
         message: String,
+        content: String,
     },
     #[error("{path}: {message}")]
     ParseNoLine { path: PathBuf, message: String },
@@ -179,6 +180,7 @@ impl SshConfigFile {
 
     /// Parses `text` as the content of `path`, resolving `~` against `home`.
     pub fn parse(path: &Path, text: &str, home: PathBuf) -> Result<Self, SshConfigError> {
+        let original = text;
         let text = neutralise_match_blocks(path, text);
         let parsed =
             parse_text(&text, &home).map_err(|message| match first_failing_line(&text, &home) {
@@ -186,6 +188,12 @@ impl SshConfigFile {
                     path: path.to_owned(),
                     line,
                     message,
+                    content: original
+                        .lines()
+                        .nth(line - 1)
+                        .unwrap_or_default()
+                        .trim()
+                        .to_string(),
                 },
                 None => SshConfigError::ParseNoLine {
                     path: path.to_owned(),

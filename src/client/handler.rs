@@ -23,6 +23,48 @@ pub struct Client {
 }
 
 impl Client {
+    /// Records an unknown host's key in the first UserKnownHostsFile and accepts it. With
+    /// `must_record`, failing to record it refuses the host (accept-new); otherwise it warns.
+    fn learn(
+        &self,
+        key: &PublicKeyOrCertificate,
+        name: &str,
+        fingerprint: &str,
+        mode: &str,
+        must_record: bool,
+    ) -> Result<bool, russh::Error> {
+        let host = &self.host;
+        let plain = match key {
+            PublicKeyOrCertificate::PublicKey { key, .. } => key.clone(),
+            PublicKeyOrCertificate::Certificate(cert) => PublicKey::from(cert.public_key().clone()),
+        };
+        let recorded = match host.user_known_hosts_files.first() {
+            Some(file) => known_hosts::append(
+                file,
+                &host.host_name,
+                host.port,
+                &plain,
+                host.hash_known_hosts,
+            )
+            .map(|()| file.display().to_string())
+            .map_err(|e| format!("cannot record it in {}: {e}", file.display())),
+            None => Err("no UserKnownHostsFile to record it in".to_string()),
+        };
+        match recorded {
+            Ok(file) => {
+                warn!(host = %name, %fingerprint, %file, "learned new host key (StrictHostKeyChecking {mode})");
+                Ok(true)
+            }
+            Err(problem) if must_record => {
+                self.refuse(format!("host key for {name} is not known and {problem}"))
+            }
+            Err(problem) => {
+                warn!(host = %name, %fingerprint, "accepting unknown host key (StrictHostKeyChecking {mode}); {problem}");
+                Ok(true)
+            }
+        }
+    }
+
     fn refuse(&self, problem: String) -> Result<bool, russh::Error> {
         if let Ok(mut slot) = self.host_key_problem.lock() {
             *slot = Some(problem);
@@ -53,7 +95,6 @@ impl client::Handler for Client {
             Ok(verdict) => verdict,
             Err(e) => return self.refuse(format!("host key check for {name} failed: {e}")),
         };
-        let first_file = host.user_known_hosts_files.first().cloned();
         match verdict {
             Verdict::Trusted { .. } => Ok(true),
             Verdict::Revoked { at } => self.refuse(format!(
@@ -70,7 +111,7 @@ impl client::Handler for Client {
             )),
             Verdict::Unknown => match host.strict_host_key_checking {
                 StrictHostKeyChecking::Yes => {
-                    let file = first_file.map(|f| f.display().to_string()).unwrap_or_else(|| "~/.ssh/known_hosts".into());
+                    let file = host.user_known_hosts_files.first().map(|f| f.display().to_string()).unwrap_or_else(|| "~/.ssh/known_hosts".into());
                     self.refuse(format!(
                         "host key for {name} is not known (StrictHostKeyChecking yes; a daemon cannot ask). \
                          It offered {fingerprint}. After verifying that fingerprint, add the key with \
@@ -78,28 +119,9 @@ impl client::Handler for Client {
                         host.port, host.host_name, host.spec
                     ))
                 }
-                StrictHostKeyChecking::AcceptNew => {
-                    let Some(file) = first_file else {
-                        return self.refuse(format!("host key for {name} is not known and no UserKnownHostsFile is set to learn it into"));
-                    };
-                    let plain = match key {
-                        PublicKeyOrCertificate::PublicKey { key, .. } => key.clone(),
-                        PublicKeyOrCertificate::Certificate(cert) => {
-                            PublicKey::from(cert.public_key().clone())
-                        }
-                    };
-                    match known_hosts::append(&file, &host.host_name, host.port, &plain, host.hash_known_hosts) {
-                        Ok(()) => {
-                            warn!(host = %name, %fingerprint, file = %file.display(), "learned new host key (StrictHostKeyChecking accept-new)");
-                            Ok(true)
-                        }
-                        Err(e) => self.refuse(format!("cannot record new host key for {name} in {}: {e}", file.display())),
-                    }
-                }
-                StrictHostKeyChecking::No => {
-                    warn!(host = %name, %fingerprint, "accepting unknown host key (StrictHostKeyChecking no)");
-                    Ok(true)
-                }
+                StrictHostKeyChecking::AcceptNew => self.learn(key, &name, &fingerprint, "accept-new", true),
+                // As OpenSSH: accept, warn, and remember the key for next time.
+                StrictHostKeyChecking::No => self.learn(key, &name, &fingerprint, "no", false),
             },
         }
     }

@@ -186,6 +186,7 @@ fn parse_error_names_file_and_line() {
     .expect("bad port is an error")
     .to_string();
     assert!(err.starts_with("/test/ssh_config:3:"), "{err}");
+    assert!(err.contains("Port notaport"), "{err}");
 }
 
 #[test]
