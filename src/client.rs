@@ -26,24 +26,18 @@ const MAX_PACKET_SIZE: u32 = 65535;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
-    #[error("could not resolve {host}: {source}")]
-    Resolve {
-        host: String,
-        source: std::io::Error,
-    },
-    #[error("could not connect to {addr}: {source}")]
-    Tcp {
-        addr: String,
-        source: std::io::Error,
-    },
+    #[error("could not resolve {host}: {error}")]
+    Resolve { host: String, error: std::io::Error },
+    #[error("could not connect to {addr}: {error}")]
+    Tcp { addr: String, error: std::io::Error },
     #[error("no answer from {addr} within {}", humantime::format_duration(*timeout))]
     Timeout { addr: String, timeout: Duration },
     #[error("{0}")]
     HostKey(String),
     #[error(transparent)]
     Auth(#[from] AuthError),
-    #[error("ssh handshake with {addr} failed: {source}")]
-    Handshake { addr: String, source: russh::Error },
+    #[error("ssh handshake with {addr} failed: {error}")]
+    Handshake { addr: String, error: russh::Error },
 }
 
 impl ConnectError {
@@ -86,13 +80,13 @@ pub async fn connect(host: Arc<HostConfig>) -> Result<Connection, ConnectError> 
 
 async fn establish(host: Arc<HostConfig>) -> Result<Connection, ConnectError> {
     let stream = connect_tcp(&host).await?;
-    let local_addr = stream.local_addr().map_err(|source| ConnectError::Tcp {
+    let local_addr = stream.local_addr().map_err(|error| ConnectError::Tcp {
         addr: host.host_name.clone(),
-        source,
+        error,
     })?;
-    let remote_addr = stream.peer_addr().map_err(|source| ConnectError::Tcp {
+    let remote_addr = stream.peer_addr().map_err(|error| ConnectError::Tcp {
         addr: host.host_name.clone(),
-        source,
+        error,
     })?;
 
     let dead = CancellationToken::new();
@@ -107,13 +101,13 @@ async fn establish(host: Arc<HostConfig>) -> Result<Connection, ConnectError> {
     let mut handle =
         match client::connect_stream(Arc::new(russh_config(&host)), stream, handler).await {
             Ok(handle) => handle,
-            Err(source) => {
+            Err(error) => {
                 if let Some(problem) = host_key_problem.lock().ok().and_then(|mut p| p.take()) {
                     return Err(ConnectError::HostKey(problem));
                 }
                 return Err(ConnectError::Handshake {
                     addr: remote_addr.to_string(),
-                    source,
+                    error,
                 });
             }
         };
@@ -131,9 +125,9 @@ async fn establish(host: Arc<HostConfig>) -> Result<Connection, ConnectError> {
 async fn connect_tcp(host: &HostConfig) -> Result<TcpStream, ConnectError> {
     let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.host_name.as_str(), host.port))
         .await
-        .map_err(|source| ConnectError::Resolve {
+        .map_err(|error| ConnectError::Resolve {
             host: host.host_name.clone(),
-            source,
+            error,
         })?
         .collect();
     let mut last_error = None;
@@ -147,13 +141,13 @@ async fn connect_tcp(host: &HostConfig) -> Result<TcpStream, ConnectError> {
         }
     }
     Err(match last_error {
-        Some((addr, source)) => ConnectError::Tcp {
+        Some((addr, error)) => ConnectError::Tcp {
             addr: addr.to_string(),
-            source,
+            error,
         },
         None => ConnectError::Resolve {
             host: host.host_name.clone(),
-            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no addresses"),
+            error: std::io::Error::new(std::io::ErrorKind::NotFound, "no addresses"),
         },
     })
 }

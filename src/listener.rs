@@ -23,11 +23,11 @@ pub struct BoundForward {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("cannot listen on {addr} for forward {name:?}: {source}")]
+#[error("cannot listen on {addr} for forward {name:?}: {error}")]
 pub struct BindError {
     pub name: String,
     pub addr: SocketAddr,
-    pub source: io::Error,
+    pub error: io::Error,
 }
 
 /// Binds every forward's listen address; the first failure is returned with its address.
@@ -36,10 +36,10 @@ pub async fn bind_all(forwards: &[Forward]) -> Result<Vec<BoundForward>, BindErr
     for forward in forwards {
         let listener = TcpListener::bind(forward.listen)
             .await
-            .map_err(|source| BindError {
+            .map_err(|error| BindError {
                 name: forward.name.clone(),
                 addr: forward.listen,
-                source,
+                error,
             })?;
         bound.push(BoundForward {
             forward: forward.clone(),

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
@@ -61,6 +62,9 @@ struct CheckArgs {
     config: Option<PathBuf>,
 }
 
+/// Whether errors go to the log (set up by `run`) rather than plainly to stderr.
+static LOGGING: AtomicBool = AtomicBool::new(false);
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -71,8 +75,11 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             // `{:#}` prints the whole cause chain on one line.
-            error!("{err:#}");
-            eprintln!("lazytunnel: {err:#}");
+            if LOGGING.load(Ordering::Relaxed) {
+                error!("{err:#}");
+            } else {
+                eprintln!("lazytunnel: {err:#}");
+            }
             ExitCode::FAILURE
         }
     }
@@ -147,8 +154,13 @@ fn init_logging(verbose: u8, quiet: bool) {
         (false, _) => "lazytunnel=trace,debug",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    // Colour only for a person at a terminal, never in log files.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none();
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr)
         .init();
+    LOGGING.store(true, Ordering::Relaxed);
 }

@@ -27,8 +27,8 @@ const DISCONNECT_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
-    #[error("no session to {host}: {source}")]
-    Connect { host: String, source: ConnectError },
+    #[error("no session to {host}: {error}")]
+    Connect { host: String, error: ConnectError },
     #[error("{host} refused to open a channel to {target}: {reason}")]
     Refused {
         host: String,
@@ -37,6 +37,8 @@ pub enum OpenError {
     },
     #[error("session to {host} ended while opening a channel to {target}")]
     SessionLost { host: String, target: String },
+    #[error("host {0} is not among the resolved hosts")]
+    UnknownHost(String),
     #[error("daemon is shutting down")]
     ShuttingDown,
 }
@@ -128,10 +130,10 @@ impl SessionManager {
         target: &Target,
         originator: SocketAddr,
     ) -> Result<Lease, OpenError> {
-        let slot = self.hosts.get(host).ok_or_else(|| OpenError::Connect {
-            host: host.to_string(),
-            source: ConnectError::HostKey(format!("host {host} is not configured")),
-        })?;
+        let slot = self
+            .hosts
+            .get(host)
+            .ok_or_else(|| OpenError::UnknownHost(host.to_string()))?;
         let (session, count) = self.lease_session(slot).await?;
         let opening = session.conn.handle.channel_open_direct_tcpip(
             target.host.clone(),
@@ -184,11 +186,11 @@ impl SessionManager {
             conn = client::connect(slot.config.clone()) => conn,
             () = self.shutdown.cancelled() => return Err(OpenError::ShuttingDown),
         };
-        let conn = conn.map_err(|source| {
-            warn!(%host, permanent = source.is_permanent(), "session failed: {source}");
+        let conn = conn.map_err(|error| {
+            warn!(%host, permanent = error.is_permanent(), "session failed: {error}");
             OpenError::Connect {
                 host: host.clone(),
-                source,
+                error,
             }
         })?;
         info!(%host, local = %conn.local_addr, remote = %conn.remote_addr, "session up");

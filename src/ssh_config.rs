@@ -31,10 +31,10 @@ pub const DEFAULT_KEEPALIVE_MAX: u32 = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SshConfigError {
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{path}:{line}: {message} in `{content}`")]
     Parse {
@@ -168,10 +168,10 @@ impl SshConfigFile {
         let text = match std::fs::read_to_string(path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && is_default => String::new(),
-            Err(source) => {
+            Err(error) => {
                 return Err(SshConfigError::Read {
                     path: path.to_owned(),
-                    source,
+                    error,
                 });
             }
         };

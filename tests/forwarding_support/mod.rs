@@ -1,0 +1,156 @@
+//! Helpers shared by the forwarding specs (`tests/forwarding*.rs`): writing a daemon config for
+//! a [`TestSshd`], starting the daemon and awaiting its listeners, and client-side transfers.
+//!
+//! Each test binary uses only part of this module, hence the `allow(dead_code)`.
+#![allow(dead_code)]
+
+use std::fmt::Write as _;
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::common::{TIMEOUT, TestDaemon, TestSshd, free_port, path_str};
+
+/// One `[[forward]]` of a test config, through the host alias `host`.
+pub struct Forward {
+    pub name: &'static str,
+    pub host: &'static str,
+    /// The 127.0.0.1 port the daemon listens on; free when the forward was made.
+    pub port: u16,
+    pub target: SocketAddr,
+}
+
+impl Forward {
+    /// A forward through the generated ssh_config's `test` host.
+    pub fn new(name: &'static str, target: SocketAddr) -> Forward {
+        Forward::via("test", name, target)
+    }
+
+    pub fn via(host: &'static str, name: &'static str, target: SocketAddr) -> Forward {
+        Forward {
+            name,
+            host,
+            port: free_port(),
+            target,
+        }
+    }
+
+    pub async fn connect(&self) -> TcpStream {
+        connect(self.port).await
+    }
+}
+
+/// Daemon config text: `ssh_config` set to `ssh_config`, then `settings` (top-level TOML lines
+/// such as `idle_timeout = "1s"`), then `forwards`.
+pub fn config_text(ssh_config: &std::path::Path, settings: &str, forwards: &[&Forward]) -> String {
+    let mut text = format!("ssh_config = {:?}\n{settings}\n", path_str(ssh_config));
+    for forward in forwards {
+        let _ = write!(
+            text,
+            "\n[[forward]]\nname = {:?}\nlisten = \"127.0.0.1:{}\"\nhost = {:?}\ntarget = \"{}\"\n",
+            forward.name, forward.port, forward.host, forward.target
+        );
+    }
+    text
+}
+
+/// Starts a daemon using `sshd`'s generated ssh_config and waits until all `forwards` listen.
+pub async fn start_daemon(sshd: &TestSshd, settings: &str, forwards: &[&Forward]) -> TestDaemon {
+    start_daemon_with(&sshd.ssh_config_path(), settings, forwards).await
+}
+
+/// Like [`start_daemon`] with any ssh_config file.
+pub async fn start_daemon_with(
+    ssh_config: &std::path::Path,
+    settings: &str,
+    forwards: &[&Forward],
+) -> TestDaemon {
+    let daemon = TestDaemon::start(config_text(ssh_config, settings, forwards));
+    daemon
+        .wait_for_log_count("listening", forwards.len(), TIMEOUT)
+        .await;
+    daemon
+}
+
+pub async fn connect(port: u16) -> TcpStream {
+    TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap_or_else(|err| panic!("could not connect to 127.0.0.1:{port}: {err}"))
+}
+
+/// Writes `data` and reads the same number of bytes back, leaving the connection open: checks
+/// that an echo connection still works.
+pub async fn echo_once(stream: &mut TcpStream, data: &[u8]) {
+    stream.write_all(data).await.expect("write to the echo");
+    let mut back = vec![0; data.len()];
+    tokio::time::timeout(TIMEOUT, stream.read_exact(&mut back))
+        .await
+        .expect("no echo within TIMEOUT")
+        .expect("read the echo");
+    assert!(back == data, "the echo differs from what was sent");
+}
+
+/// Sends `data` while reading concurrently, half-closes after the last byte, and returns
+/// everything read until the connection ended, with how it ended (`Ok` for a clean EOF).
+pub async fn round_trip(stream: TcpStream, data: Vec<u8>) -> (Vec<u8>, io::Result<()>) {
+    let (mut reader, mut writer) = stream.into_split();
+    let sending = tokio::spawn(async move {
+        writer.write_all(&data).await?;
+        writer.shutdown().await
+    });
+    let received = tokio::time::timeout(TIMEOUT, read_to_end(&mut reader))
+        .await
+        .expect("the connection did not end within TIMEOUT");
+    sending
+        .await
+        .expect("sender task")
+        .expect("send and half-close");
+    received
+}
+
+/// Reads until EOF or an error, keeping everything read.
+pub async fn read_to_end<R: AsyncRead + Unpin>(reader: &mut R) -> (Vec<u8>, io::Result<()>) {
+    crate::common::net::read_until_closed(reader).await
+}
+
+/// Reads until EOF or an error, counting the bytes and keeping none: for streams too long to
+/// hold.
+pub async fn drain<R: AsyncRead + Unpin>(reader: &mut R) -> (u64, io::Result<()>) {
+    let mut count = 0;
+    let mut buf = vec![0; 256 * 1024];
+    loop {
+        match reader.read(&mut buf).await {
+            Ok(0) => return (count, Ok(())),
+            Ok(n) => count += n as u64,
+            Err(err) => return (count, Err(err)),
+        }
+    }
+}
+
+/// Panics unless `ended` is a reset (RST), naming what it was instead.
+pub fn assert_reset(ended: io::Result<()>, what: &str) {
+    match ended {
+        Ok(()) => panic!("{what}: clean EOF, expected a reset"),
+        Err(err) => assert!(
+            crate::common::is_reset(&err),
+            "{what}: ended with {err:?}, expected a reset"
+        ),
+    }
+}
+
+/// Asserts byte equality through SHA-256, reporting lengths instead of dumping the data.
+pub fn assert_same_bytes(received: &[u8], expected: &[u8], what: &str) {
+    use crate::common::sha256;
+    assert!(
+        received.len() == expected.len() && sha256(received) == sha256(expected),
+        "{what}: received {} bytes that differ from the {} expected",
+        received.len(),
+        expected.len()
+    );
+}
+
+/// How long an event that should follow at once may take on a busy machine.
+pub const PROMPTLY: Duration = Duration::from_secs(5);
