@@ -80,9 +80,15 @@ async fn copy_both_ways(
     let mut up_bytes = 0u64;
 
     let upstream = async {
-        let mut buf = BytesMut::with_capacity(READ_CHUNK);
         loop {
-            buf.reserve(READ_CHUNK);
+            // Allocate only once data is waiting, so an idle connection holds no buffer; the
+            // filled buffer is handed to russh whole.
+            local_read
+                .as_ref()
+                .readable()
+                .await
+                .map_err(ForwardError::Local)?;
+            let mut buf = BytesMut::with_capacity(READ_CHUNK);
             let n = local_read
                 .read_buf(&mut buf)
                 .await
@@ -97,7 +103,7 @@ async fn copy_both_ways(
             }
             up_bytes += n as u64;
             remote_write
-                .data_bytes(buf.split().freeze())
+                .data_bytes(buf.freeze())
                 .await
                 .map_err(|_| ForwardError::SessionLost)?;
         }
