@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use russh::Channel;
 use russh::client::Msg;
@@ -54,6 +54,9 @@ struct HostSlot {
     config: Arc<HostConfig>,
     current: Mutex<Option<Arc<LiveSession>>>,
     generation: AtomicU64,
+    /// Set when the last session died rather than being retired, so the next one is logged
+    /// as a reconnect.
+    lost: AtomicBool,
 }
 
 /// One open SSH session and the count of channels it carries.
@@ -107,6 +110,7 @@ impl SessionManager {
                     config: Arc::new(config),
                     current: Mutex::new(None),
                     generation: AtomicU64::new(0),
+                    lost: AtomicBool::new(false),
                 };
                 (slot.config.spec.clone(), Arc::new(slot))
             })
@@ -179,8 +183,10 @@ impl SessionManager {
         }
         let host = slot.config.spec.to_string();
         let generation = slot.generation.fetch_add(1, Ordering::Relaxed) + 1;
-        if generation > 1 {
-            info!(%host, "reconnecting");
+        if slot.lost.swap(false, Ordering::Relaxed) {
+            info!(%host, "reconnecting: the previous session was lost");
+        } else {
+            debug!(%host, "opening session");
         }
         let conn = tokio::select! {
             conn = client::connect(slot.config.clone()) => conn,
@@ -255,6 +261,7 @@ async fn watch_session(
         reason = reason.as_deref().unwrap_or("connection lost"),
         "session down"
     );
+    slot.lost.store(true, Ordering::Relaxed);
     let mut current = slot.current.lock().await;
     if current.as_ref().is_some_and(|s| Arc::ptr_eq(s, &session)) {
         *current = None;

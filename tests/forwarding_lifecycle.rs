@@ -57,6 +57,8 @@ async fn idle_session_closes_after_the_idle_timeout_and_the_next_client_opens_a_
     assert_eq!(sshd.established_connections(), 1);
     assert_eq!(sshd.log().matches("Connection from").count(), 2);
     assert_eq!(daemon.log_file().count("session up"), 2);
+    // A session retired for idleness is not "lost": the next one is no reconnect.
+    assert_eq!(daemon.log_file().count("reconnecting"), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -122,6 +124,7 @@ async fn session_death_resets_its_clients_and_the_next_client_gets_a_fresh_sessi
     let mut client = after.connect().await;
     echo_once(&mut client, b"after the session died").await;
     assert_eq!(daemon.log_file().count("session up"), 2);
+    assert_eq!(daemon.log_file().count("reconnecting"), 1);
     assert_eq!(sshd.established_connections(), 1);
 }
 
