@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use russh::Channel;
 use russh::client::Msg;
 use tokio::sync::{Mutex, watch};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
@@ -28,7 +29,11 @@ const DISCONNECT_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
     #[error("no session to {host}: {error}")]
-    Connect { host: String, error: ConnectError },
+    Connect {
+        host: String,
+        /// Shared by every connection that waited for the same failed attempt.
+        error: Arc<ConnectError>,
+    },
     #[error("{host} refused to open a channel to {target}: {reason}")]
     Refused {
         host: String,
@@ -57,6 +62,9 @@ struct HostSlot {
     /// Set when the last session died rather than being retired, so the next one is logged
     /// as a reconnect.
     lost: AtomicBool,
+    /// The last failed attempt: connections that were already waiting when it failed share
+    /// its outcome instead of each trying again in turn.
+    last_failure: std::sync::Mutex<Option<(Instant, Arc<ConnectError>)>>,
 }
 
 /// One open SSH session and the count of channels it carries.
@@ -100,6 +108,22 @@ impl Drop for ChannelCount {
     }
 }
 
+impl HostSlot {
+    /// The failure of an attempt that ended after `arrived`, if any.
+    fn failure_since(&self, arrived: Instant) -> Option<Arc<ConnectError>> {
+        let last = self.last_failure.lock().ok()?;
+        last.as_ref()
+            .filter(|(at, _)| *at >= arrived)
+            .map(|(_, error)| error.clone())
+    }
+
+    fn record_failure(&self, error: Arc<ConnectError>) {
+        if let Ok(mut last) = self.last_failure.lock() {
+            *last = Some((Instant::now(), error));
+        }
+    }
+}
+
 impl SessionManager {
     /// `hosts` holds every host the forwards name, already resolved.
     pub fn new(hosts: impl IntoIterator<Item = HostConfig>, shutdown: CancellationToken) -> Self {
@@ -111,6 +135,7 @@ impl SessionManager {
                     current: Mutex::new(None),
                     generation: AtomicU64::new(0),
                     lost: AtomicBool::new(false),
+                    last_failure: std::sync::Mutex::new(None),
                 };
                 (slot.config.spec.clone(), Arc::new(slot))
             })
@@ -120,10 +145,6 @@ impl SessionManager {
             tasks: TaskTracker::new(),
             shutdown,
         }
-    }
-
-    pub fn host_config(&self, host: &HostSpec) -> Option<&HostConfig> {
-        self.hosts.get(host).map(|slot| slot.config.as_ref())
     }
 
     /// Opens a direct-tcpip channel to `target` on `host`'s session, opening the session first
@@ -172,6 +193,7 @@ impl SessionManager {
         &self,
         slot: &Arc<HostSlot>,
     ) -> Result<(Arc<LiveSession>, ChannelCount), OpenError> {
+        let arrived = Instant::now();
         let mut current = slot.current.lock().await;
         if let Some(session) = current.as_ref().filter(|s| s.is_usable()) {
             let session = session.clone();
@@ -182,6 +204,9 @@ impl SessionManager {
             return Err(OpenError::ShuttingDown);
         }
         let host = slot.config.spec.to_string();
+        if let Some(error) = slot.failure_since(arrived) {
+            return Err(OpenError::Connect { host, error });
+        }
         let generation = slot.generation.fetch_add(1, Ordering::Relaxed) + 1;
         if slot.lost.swap(false, Ordering::Relaxed) {
             info!(%host, "reconnecting: the previous session was lost");
@@ -194,6 +219,8 @@ impl SessionManager {
         };
         let conn = conn.map_err(|error| {
             warn!(%host, permanent = error.is_permanent(), "session failed: {error}");
+            let error = Arc::new(error);
+            slot.record_failure(error.clone());
             OpenError::Connect {
                 host: host.clone(),
                 error,
