@@ -23,8 +23,8 @@ pub const MAX_CONNECTIONS: usize = 4096;
 
 /// Loads the ssh_config the daemon config names and resolves every host its forwards use.
 pub fn resolve_hosts(config: &Config) -> anyhow::Result<Vec<HostConfig>> {
-    let is_default =
-        crate::config::expand_tilde("~/.ssh/config").is_ok_and(|p| p == config.ssh_config);
+    let is_default = crate::config::expand_tilde(crate::config::DEFAULT_SSH_CONFIG)
+        .is_ok_and(|p| p == config.ssh_config);
     let ssh = SshConfigFile::load(&config.ssh_config, is_default)
         .with_context(|| format!("cannot use ssh_config {}", config.ssh_config.display()))?;
     let mut hosts: BTreeMap<String, HostConfig> = BTreeMap::new();

@@ -23,12 +23,6 @@ use parse::{first_failing_line, neutralise_match_blocks, parse_text};
 
 use crate::config::{Config, HostSpec, expand_tilde};
 
-/// Built-in session timers, used when neither the daemon config nor ssh_config sets them.
-pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
-pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-pub const DEFAULT_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(15);
-pub const DEFAULT_KEEPALIVE_MAX: u32 = 3;
-
 #[derive(Debug, thiserror::Error)]
 pub enum SshConfigError {
     #[error("{path}: {error}")]
@@ -306,10 +300,7 @@ impl SshConfigFile {
                         message: "expected a whole number of at least 1".into(),
                     }
                 })?,
-                None => config
-                    .defaults
-                    .keepalive_max
-                    .unwrap_or(DEFAULT_KEEPALIVE_MAX),
+                None => config.defaults.effective_keepalive_max(),
             },
         };
         // ServerAliveInterval 0 means "off" to OpenSSH; a daemon that must notice dead links keeps
@@ -317,17 +308,14 @@ impl SshConfigFile {
         let keepalive_interval = over
             .keepalive_interval
             .or(params.server_alive_interval.filter(|d| !d.is_zero()))
-            .or(config.defaults.keepalive_interval)
-            .unwrap_or(DEFAULT_KEEPALIVE_INTERVAL);
+            .unwrap_or_else(|| config.defaults.effective_keepalive_interval());
         let connect_timeout = over
             .connect_timeout
             .or(params.connect_timeout.filter(|d| !d.is_zero()))
-            .or(config.defaults.connect_timeout)
-            .unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+            .unwrap_or_else(|| config.defaults.effective_connect_timeout());
         let idle_timeout = over
             .idle_timeout
-            .or(config.defaults.idle_timeout)
-            .unwrap_or(DEFAULT_IDLE_TIMEOUT);
+            .unwrap_or_else(|| config.defaults.effective_idle_timeout());
 
         Ok(HostConfig {
             spec: spec.clone(),

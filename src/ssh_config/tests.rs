@@ -80,8 +80,11 @@ fn openssh_defaults_apply_when_unset() {
     assert_eq!(host.user, "vit");
     assert_eq!(host.port, 22);
     assert_eq!(host.strict_host_key_checking, StrictHostKeyChecking::Yes);
-    assert_eq!(host.keepalive_interval, DEFAULT_KEEPALIVE_INTERVAL);
-    assert_eq!(host.keepalive_max, DEFAULT_KEEPALIVE_MAX);
+    assert_eq!(
+        host.keepalive_interval,
+        crate::config::Defaults::KEEPALIVE_INTERVAL
+    );
+    assert_eq!(host.keepalive_max, crate::config::Defaults::KEEPALIVE_MAX);
     assert!(!host.identity_files_explicit);
     assert!(
         host.identity_files
