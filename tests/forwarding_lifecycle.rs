@@ -16,8 +16,8 @@ use common::{
     wait_for_exit, wait_for_exit_blocking, write_file,
 };
 use forwarding_support::{
-    Forward, PROMPTLY, assert_reset, assert_same_bytes, config_text, connect, drain, echo_once,
-    round_trip, start_daemon,
+    Forward, PROMPTLY, assert_reset, assert_same_bytes, config_text, connect, connect_and_drain,
+    drain, echo_once, round_trip, start_daemon,
 };
 use lazytunnel::daemon::DRAIN_PERIOD;
 use tokio::io::AsyncReadExt;
@@ -140,8 +140,7 @@ async fn refused_target_resets_its_client_promptly_and_spares_the_other_channels
     echo_once(&mut held, b"before").await;
 
     let started = Instant::now();
-    let mut client = dead_end.connect().await;
-    let (_, ended) = tokio::time::timeout(TIMEOUT, drain(&mut client))
+    let (_, ended) = tokio::time::timeout(TIMEOUT, connect_and_drain(dead_end.port))
         .await
         .expect("neither EOF nor reset within TIMEOUT");
     let took = started.elapsed();

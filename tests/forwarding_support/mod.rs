@@ -81,6 +81,17 @@ pub async fn connect(port: u16) -> TcpStream {
         .unwrap_or_else(|err| panic!("could not connect to 127.0.0.1:{port}: {err}"))
 }
 
+/// Connects and reads until the connection ends. On loopback the daemon can reset a connection
+/// before the client's connect has even completed, so a reset reported by connect itself counts
+/// as the way the connection ended.
+pub async fn connect_and_drain(port: u16) -> (u64, io::Result<()>) {
+    match TcpStream::connect(("127.0.0.1", port)).await {
+        Ok(mut stream) => drain(&mut stream).await,
+        Err(err) if crate::common::is_reset(&err) => (0, Err(err)),
+        Err(err) => panic!("could not connect to 127.0.0.1:{port}: {err}"),
+    }
+}
+
 /// Writes `data` and reads the same number of bytes back, leaving the connection open: checks
 /// that an echo connection still works.
 pub async fn echo_once(stream: &mut TcpStream, data: &[u8]) {
