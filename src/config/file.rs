@@ -17,8 +17,8 @@ use super::error::Position;
 use super::paths::{expand_tilde_with, resolve};
 use super::{
     Clash, Config, ConfigError, DEFAULT_SSH_CONFIG, Defaults, Forward, HostOverride, HostSpec,
-    StrictHostKeyChecking, Target, check_name, check_timer, derived_name, find_clash, is_loopback,
-    parse_duration,
+    Limits, StrictHostKeyChecking, Target, check_name, check_timer, derived_name, find_clash,
+    is_loopback, parse_duration, parse_size,
 };
 
 #[derive(Deserialize)]
@@ -30,6 +30,11 @@ struct RawConfig {
     connect_timeout: Option<Spanned<String>>,
     keepalive_interval: Option<Spanned<String>>,
     keepalive_max: Option<Spanned<i64>>,
+    max_connections: Option<Spanned<i64>>,
+    connection_buffer: Option<Spanned<String>>,
+    stall_timeout: Option<Spanned<String>>,
+    backoff_min: Option<Spanned<String>>,
+    backoff_max: Option<Spanned<String>>,
     #[serde(default)]
     host: BTreeMap<String, RawHost>,
     #[serde(default)]
@@ -117,6 +122,7 @@ pub(super) fn parse(
         keepalive_interval: cx.duration("keepalive_interval", &raw.keepalive_interval)?,
         keepalive_max: cx.count("keepalive_max", &raw.keepalive_max)?,
     };
+    let limits = cx.limits(&raw)?;
     let mut hosts = BTreeMap::new();
     for (name, host) in &raw.host {
         hosts.insert(name.clone(), cx.host(name, host)?);
@@ -146,6 +152,7 @@ pub(super) fn parse(
         ssh_config,
         control_socket,
         defaults,
+        limits,
         hosts,
         forwards,
         source: Some(origin.to_path_buf()),
@@ -219,6 +226,55 @@ impl Cx<'_> {
         let Some(value) = value else { return Ok(None) };
         let n = self.int(key, value, 1..=i64::from(u32::MAX))?;
         Ok(u32::try_from(n).ok())
+    }
+
+    fn limits(&self, raw: &RawConfig) -> Result<Limits, ConfigError> {
+        let default = Limits::default();
+        let max_connections = match &raw.max_connections {
+            Some(v) => usize::try_from(self.int("max_connections", v, 1..=1_000_000)?)
+                .unwrap_or(default.max_connections),
+            None => default.max_connections,
+        };
+        let connection_buffer = match &raw.connection_buffer {
+            Some(v) => parse_size(v.get_ref())
+                .and_then(|n| {
+                    if (64 << 10..=1 << 30).contains(&n) {
+                        Ok(n)
+                    } else {
+                        Err("must be between 64KiB and 1GiB".into())
+                    }
+                })
+                .map_err(|p| self.bad("connection_buffer", v, p))?,
+            None => default.connection_buffer,
+        };
+        let stall_timeout = self
+            .duration("stall_timeout", &raw.stall_timeout)?
+            .unwrap_or(default.stall_timeout);
+        let backoff_min = self
+            .duration("backoff_min", &raw.backoff_min)?
+            .unwrap_or(default.backoff_min);
+        let backoff_max = self
+            .duration("backoff_max", &raw.backoff_max)?
+            .unwrap_or(default.backoff_max.max(backoff_min));
+        if backoff_max < backoff_min
+            && let Some(v) = &raw.backoff_max
+        {
+            return Err(self.bad(
+                "backoff_max",
+                v,
+                format!(
+                    "must not be below backoff_min ({})",
+                    humantime::format_duration(backoff_min)
+                ),
+            ));
+        }
+        Ok(Limits {
+            max_connections,
+            connection_buffer,
+            stall_timeout,
+            backoff_min,
+            backoff_max,
+        })
     }
 
     fn host(&self, name: &str, raw: &RawHost) -> Result<HostOverride, ConfigError> {

@@ -44,6 +44,8 @@ pub struct Config {
     pub control_socket: Option<PathBuf>,
     /// Top-level session settings, as written.
     pub defaults: Defaults,
+    /// Daemon-wide limits and reconnect pacing, defaults filled in.
+    pub limits: Limits,
     /// `[host.NAME]` tables, keyed by NAME; see [`Config::host_override`].
     pub hosts: BTreeMap<String, HostOverride>,
     /// In file order; never empty, names unique, listen addresses disjoint.
@@ -87,6 +89,34 @@ impl Defaults {
 
     pub fn effective_keepalive_max(&self) -> u32 {
         self.keepalive_max.unwrap_or(Self::KEEPALIVE_MAX)
+    }
+}
+
+/// Daemon-wide bounds: how many connections, how much buffering per connection, how fast to
+/// retry a failing host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Open (or held) local connections across all forwards; more wait in the listen backlog.
+    pub max_connections: usize,
+    /// Server-to-client bytes one connection may have pending because its local client reads
+    /// slower than the server sends.
+    pub connection_buffer: usize,
+    /// How long a connection may stay over `connection_buffer` before it is reset.
+    pub stall_timeout: Duration,
+    /// First delay after a failed connect; doubled per failure up to `backoff_max`.
+    pub backoff_min: Duration,
+    pub backoff_max: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 4096,
+            connection_buffer: 8 << 20,
+            stall_timeout: Duration::from_secs(10),
+            backoff_min: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(60),
+        }
     }
 }
 
@@ -263,6 +293,7 @@ fn ad_hoc_with(
         ssh_config: paths::expand_tilde_with(DEFAULT_SSH_CONFIG, home)?,
         control_socket: None,
         defaults: Defaults::default(),
+        limits: Limits::default(),
         hosts: BTreeMap::new(),
         forwards,
         source: None,
@@ -272,6 +303,29 @@ fn ad_hoc_with(
 /// Parses a humantime duration: `"30s"`, `"5m"`, `"1h30m"`. No range check.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| e.to_string())
+}
+
+/// Parses a byte size: a whole number with an optional `KiB`, `MiB` or `GiB` suffix
+/// (`"512KiB"`, `"8 MiB"`, `"1048576"`). No range check.
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let whole_number =
+        || "expected a whole number of bytes, optionally followed by KiB, MiB or GiB".to_string();
+    if digits.is_empty() {
+        return Err(whole_number());
+    }
+    let shift = match unit.trim() {
+        "" | "B" => 0,
+        "KiB" => 10,
+        "MiB" => 20,
+        "GiB" => 30,
+        other => return Err(format!("unknown unit {other:?}: use KiB, MiB or GiB")),
+    };
+    let n: usize = digits.parse().map_err(|_| whole_number())?;
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| "too large".to_string())
 }
 
 /// Range check shared by every timer.

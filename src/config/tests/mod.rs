@@ -66,6 +66,16 @@ fn example_file_parses_to_what_its_comments_say() {
             keepalive_max: Some(3),
         }
     );
+    assert_eq!(
+        config.limits,
+        Limits {
+            max_connections: 4096,
+            connection_buffer: 8 << 20,
+            stall_timeout: Duration::from_secs(10),
+            backoff_min: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(60),
+        }
+    );
     let srv11 = HostOverride {
         hostname: Some("srv11.example.net".into()),
         port: Some(22),
@@ -114,6 +124,7 @@ fn a_minimal_file_gets_the_builtin_defaults() {
     assert_eq!(config.ssh_config, Path::new("/home/vit/.ssh/config"));
     assert_eq!(config.control_socket, None);
     assert_eq!(config.defaults, Defaults::default());
+    assert_eq!(config.limits, Limits::default());
     let d = config.defaults;
     assert_eq!(d.effective_idle_timeout(), Duration::from_secs(300));
     assert_eq!(d.effective_connect_timeout(), Duration::from_secs(10));
@@ -135,6 +146,20 @@ fn set_timers_win_over_builtin_defaults() {
     );
     assert_eq!(config.defaults.effective_keepalive_max(), 7);
     assert_eq!(config.defaults.connect_timeout, None);
+}
+
+#[test]
+fn limits_take_sizes_with_units_and_backoff_max_follows_a_larger_min() {
+    let config = parse(&format!(
+        "connection_buffer = \"512 KiB\"\nmax_connections = 10\nbackoff_min = \"2m\"\n{FORWARD}"
+    ))
+    .unwrap();
+    assert_eq!(config.limits.connection_buffer, 512 << 10);
+    assert_eq!(config.limits.max_connections, 10);
+    assert_eq!(config.limits.backoff_min, Duration::from_secs(120));
+    assert_eq!(config.limits.backoff_max, Duration::from_secs(120));
+    assert_eq!(parse_size("1048576"), Ok(1 << 20));
+    assert_eq!(parse_size("1GiB"), Ok(1 << 30));
 }
 
 #[test]

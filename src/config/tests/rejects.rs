@@ -86,6 +86,27 @@ fn bad_durations_are_refused_with_key_and_value() {
 }
 
 #[test]
+fn bad_limits_are_refused_with_key_and_value() {
+    for (line, why) in [
+        ("connection_buffer = \"8MB\"", "unknown unit \"MB\""),
+        ("connection_buffer = \"lots\"", "whole number of bytes"),
+        ("connection_buffer = \"1KiB\"", "between 64KiB and 1GiB"),
+        ("connection_buffer = \"2GiB\"", "between 64KiB and 1GiB"),
+        ("max_connections = 0", "between 1 and 1000000"),
+        ("stall_timeout = \"0s\"", "at least 1s"),
+        (
+            "backoff_min = \"5s\"\nbackoff_max = \"2s\"",
+            "not be below backoff_min (5s)",
+        ),
+    ] {
+        let text = format!("{line}\n{FORWARD}");
+        let key = line.lines().last().unwrap_or_default();
+        let key = key.split(" = ").next().unwrap_or_default();
+        assert_refused(&text, line.lines().count(), &[key, why]);
+    }
+}
+
+#[test]
 fn keepalive_max_must_be_at_least_one() {
     for value in ["0", "-1", "4294967296"] {
         let text = format!("keepalive_max = {value}\n{FORWARD}");
