@@ -11,15 +11,13 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::info;
 
-use crate::config::Config;
+use crate::config::{Config, Limits};
 use crate::listener::{self, BoundForward, ConnectionContext};
-use crate::session::SessionManager;
+use crate::session::{self, Backoff, SessionManager};
 use crate::ssh_config::{HostConfig, SshConfigFile};
 
 /// How long open connections may go on after a shutdown request before they are reset.
 pub const DRAIN_PERIOD: Duration = Duration::from_secs(5);
-/// Daemon-wide limit on simultaneously open connections.
-pub const MAX_CONNECTIONS: usize = 4096;
 
 /// Loads the ssh_config the daemon config names and resolves every host its forwards use.
 pub fn resolve_hosts(config: &Config) -> anyhow::Result<Vec<HostConfig>> {
@@ -46,14 +44,24 @@ pub fn resolve_hosts(config: &Config) -> anyhow::Result<Vec<HostConfig>> {
 /// Serves `listeners` until `shutdown` fires, then shuts down gracefully.
 pub async fn run(
     hosts: Vec<HostConfig>,
+    limits: Limits,
     listeners: Vec<BoundForward>,
     shutdown: CancellationToken,
 ) {
     let stop_sessions = CancellationToken::new();
-    let sessions = Arc::new(SessionManager::new(hosts, stop_sessions.clone()));
+    let backoff = Backoff {
+        min: limits.backoff_min,
+        max: limits.backoff_max,
+    };
+    let sessions = Arc::new(SessionManager::new(hosts, backoff, stop_sessions.clone()));
+    let network = tokio::spawn(session::watch_network(
+        sessions.clone(),
+        stop_sessions.clone(),
+    ));
     let ctx = ConnectionContext {
         sessions: sessions.clone(),
-        limit: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
+        limits,
+        limit: Arc::new(Semaphore::new(limits.max_connections)),
         connections: TaskTracker::new(),
         stop_accepting: shutdown.clone(),
         cut_connections: CancellationToken::new(),
@@ -86,6 +94,7 @@ pub async fn run(
         }
     }
     stop_sessions.cancel();
+    let _ = network.await;
     sessions.close_all().await;
     info!("stopped");
 }

@@ -5,16 +5,22 @@
 use std::io;
 use std::time::Duration;
 
-use bytes::BytesMut;
+use std::collections::VecDeque;
+use std::io::IoSlice;
+
+use bytes::{Buf, Bytes, BytesMut};
 use russh::client::Msg;
 use russh::{Channel, ChannelMsg};
 use socket2::SockRef;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{ReadHalf, WriteHalf};
+use tokio::time::Instant;
 
 /// Read size from the local socket; one SSH packet carries at most ~64 KiB.
 const READ_CHUNK: usize = 64 * 1024;
+/// Pending chunks handed to one vectored write.
+const WRITE_SLICES: usize = 16;
 
 /// Bytes moved by one connection.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +40,28 @@ pub enum ForwardError {
     Local(io::Error),
     #[error("stopped: {0}")]
     Stopped(&'static str),
+    #[error(
+        "the local client fell {pending} bytes behind the server (connection_buffer); \
+         resetting it so that the other connections on the session keep going"
+    )]
+    Overflow { pending: usize },
+    #[error(
+        "the local client left over half of connection_buffer unread for {}; \
+         resetting it so that the other connections on the session keep going",
+        humantime::format_duration(*.0)
+    )]
+    Stalled(Duration),
+}
+
+/// How far one connection's local client may fall behind the server. russh replenishes the
+/// server's window as data arrives, not as it is consumed, so a client that reads slowly
+/// cannot slow the server down: its data piles up here instead, and is bounded here.
+#[derive(Debug, Clone, Copy)]
+pub struct Budget {
+    /// Most server-to-client bytes held for the client; reaching it resets the connection.
+    pub bytes: usize,
+    /// How long more than half of `bytes` may stay pending before the connection is reset.
+    pub stall_timeout: Duration,
 }
 
 /// Forwards `local` over `channel` until both directions have ended, or until `cut` resolves
@@ -41,12 +69,13 @@ pub enum ForwardError {
 pub async fn forward(
     mut local: TcpStream,
     channel: Channel<Msg>,
+    budget: Budget,
     cut: impl Future<Output = &'static str>,
 ) -> Result<Transferred, ForwardError> {
     let mut moved = Transferred::default();
     let result = {
         let (local_read, local_write) = local.split();
-        let copying = copy_both_ways(local_read, local_write, channel, &mut moved);
+        let copying = copy_both_ways(local_read, local_write, channel, budget, &mut moved);
         tokio::select! {
             // Session death wins over a simultaneous channel EOF: russh ends channels on a dead
             // session as if they had finished cleanly.
@@ -74,6 +103,7 @@ async fn copy_both_ways(
     mut local_read: ReadHalf<'_>,
     mut local_write: WriteHalf<'_>,
     channel: Channel<Msg>,
+    budget: Budget,
     moved: &mut Transferred,
 ) -> Result<(), ForwardError> {
     let (mut remote_read, remote_write) = channel.split();
@@ -109,29 +139,7 @@ async fn copy_both_ways(
         }
     };
 
-    let downstream = async {
-        let mut down_bytes = 0u64;
-        loop {
-            match remote_read.wait().await {
-                Some(ChannelMsg::Data { data }) => {
-                    local_write
-                        .write_all(&data)
-                        .await
-                        .map_err(ForwardError::Local)?;
-                    down_bytes += data.len() as u64;
-                }
-                // Remote EOF → shutdown(Write) locally; keep reading until CHANNEL_CLOSE.
-                Some(ChannelMsg::Eof) => {
-                    local_write.shutdown().await.map_err(ForwardError::Local)?
-                }
-                Some(ChannelMsg::Close) => return Ok(down_bytes),
-                Some(_) => {}
-                // The channel vanished without CHANNEL_CLOSE: the session is gone.
-                None => return Err(ForwardError::SessionLost),
-            }
-        }
-    };
-
+    let downstream = drain_downstream(&mut remote_read, &mut local_write, budget);
     let outcome = {
         tokio::pin!(upstream, downstream);
         let mut upstream_done = false;
@@ -153,6 +161,122 @@ async fn copy_both_ways(
             // Tell the server we are done with the channel, so it doesn't leak there.
             let _ = remote_write.close().await;
             Err(e)
+        }
+    }
+}
+
+/// Server → client: takes every message off the channel as soon as russh delivers it, so the
+/// session's single loop never waits for this client, and writes the data to the local socket
+/// as fast as the client reads it, holding the difference within `budget`. Returns the bytes
+/// delivered once the server has closed the channel and everything is written.
+async fn drain_downstream(
+    remote_read: &mut russh::ChannelReadHalf,
+    local_write: &mut WriteHalf<'_>,
+    budget: Budget,
+) -> Result<u64, ForwardError> {
+    let mut pending = Pending::default();
+    let mut delivered = 0u64;
+    let (mut remote_eof, mut remote_closed, mut local_shut) = (false, false, false);
+    let stall_level = budget.bytes / 2;
+    // Since when more than `stall_level` bytes have been pending.
+    let mut behind_since: Option<Instant> = None;
+    loop {
+        if pending.is_empty() {
+            // Remote EOF → shutdown(Write) locally, once everything before it is written.
+            if remote_eof && !local_shut {
+                local_write.shutdown().await.map_err(ForwardError::Local)?;
+                local_shut = true;
+            }
+            if remote_closed {
+                return Ok(delivered);
+            }
+        }
+        let stall_at = behind_since.map(|since| since + budget.stall_timeout);
+        tokio::select! {
+            message = remote_read.wait(), if !remote_closed => match message {
+                Some(ChannelMsg::Data { data }) => {
+                    pending.push(data);
+                    if pending.bytes >= budget.bytes {
+                        return Err(ForwardError::Overflow { pending: pending.bytes });
+                    }
+                    if pending.bytes > stall_level && behind_since.is_none() {
+                        behind_since = Some(Instant::now());
+                    }
+                }
+                Some(ChannelMsg::Eof) => remote_eof = true,
+                Some(ChannelMsg::Close) => remote_closed = true,
+                Some(_) => {}
+                // The channel vanished without CHANNEL_CLOSE: the session is gone.
+                None => return Err(ForwardError::SessionLost),
+            },
+            written = pending.write_to(local_write), if !pending.is_empty() => {
+                let n = written.map_err(ForwardError::Local)?;
+                if n == 0 {
+                    return Err(ForwardError::Local(io::ErrorKind::WriteZero.into()));
+                }
+                pending.consume(n);
+                delivered += n as u64;
+                if pending.bytes <= stall_level {
+                    behind_since = None;
+                }
+            }
+            () = sleep_until(stall_at), if stall_at.is_some() => {
+                return Err(ForwardError::Stalled(budget.stall_timeout));
+            }
+        }
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Data received from the server and not yet written to the local client.
+#[derive(Default)]
+struct Pending {
+    chunks: VecDeque<Bytes>,
+    bytes: usize,
+}
+
+impl Pending {
+    fn is_empty(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    fn push(&mut self, data: Bytes) {
+        if !data.is_empty() {
+            self.bytes += data.len();
+            self.chunks.push_back(data);
+        }
+    }
+
+    /// Writes as much of the front as the socket takes in one vectored write.
+    async fn write_to(&self, out: &mut WriteHalf<'_>) -> io::Result<usize> {
+        let mut slices = [IoSlice::new(&[]); WRITE_SLICES];
+        let mut used = 0;
+        for (slot, chunk) in slices.iter_mut().zip(&self.chunks) {
+            *slot = IoSlice::new(chunk);
+            used += 1;
+        }
+        out.write_vectored(&slices[..used]).await
+    }
+
+    /// Drops the first `n` bytes, which have been written.
+    fn consume(&mut self, mut n: usize) {
+        self.bytes -= n;
+        while n > 0 {
+            let Some(front) = self.chunks.front_mut() else {
+                return;
+            };
+            if front.len() > n {
+                front.advance(n);
+                return;
+            }
+            n -= front.len();
+            self.chunks.pop_front();
         }
     }
 }

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
-use crate::config::Forward;
+use crate::config::{Forward, Limits};
 use crate::forward::{self, ForwardError};
 use crate::session::SessionManager;
 
@@ -53,6 +53,7 @@ pub async fn bind_all(forwards: &[Forward]) -> Result<Vec<BoundForward>, BindErr
 #[derive(Clone)]
 pub struct ConnectionContext {
     pub sessions: Arc<SessionManager>,
+    pub limits: Limits,
     /// Daemon-wide limit on open connections; a permit is held for each one's lifetime.
     pub limit: Arc<Semaphore>,
     /// Tracks connection tasks, so shutdown can wait for them to drain.
@@ -78,7 +79,11 @@ pub async fn accept_loop(bound: BoundForward, ctx: ConnectionContext) {
         let permit = match ctx.limit.clone().try_acquire_owned() {
             Ok(permit) => permit,
             Err(_) => {
-                warn!(forward = %forward.name, "connection limit reached; new connections wait until one closes");
+                warn!(
+                    forward = %forward.name,
+                    limit = ctx.limits.max_connections,
+                    "connection limit reached (max_connections); new connections wait in the backlog until one closes"
+                );
                 tokio::select! {
                     permit = ctx.limit.clone().acquire_owned() => match permit {
                         Ok(permit) => permit,
@@ -149,7 +154,11 @@ async fn handle_connection(
             () = ctx.cut_connections.cancelled() => "daemon shutting down",
         }
     };
-    match forward::forward(stream, lease.channel, cut).await {
+    let budget = forward::Budget {
+        bytes: ctx.limits.connection_buffer,
+        stall_timeout: ctx.limits.stall_timeout,
+    };
+    match forward::forward(stream, lease.channel, budget, cut).await {
         Ok(moved) => debug!(up = moved.up, down = moved.down, "closed"),
         Err(ForwardError::Local(e)) => debug!("reset: local client: {e}"),
         Err(e) => info!("reset: {e}"),

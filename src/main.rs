@@ -118,7 +118,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         let listeners = listener::bind_all(&config.forwards).await?;
         let shutdown = CancellationToken::new();
         tokio::spawn(stop_on_signal(shutdown.clone()));
-        daemon::run(hosts, listeners, shutdown).await;
+        daemon::run(hosts, config.limits, listeners, shutdown).await;
         Ok(())
     })
 }

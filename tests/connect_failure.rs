@@ -1,111 +1,184 @@
-//! End-to-end spec: clients that arrive while their host's session is being opened share that
-//! one attempt, its failure included. A host that fails costs one connection attempt for all
-//! of them, not one attempt each in turn (which would make the last client wait
-//! clients × connect_timeout).
+//! End-to-end spec: how the daemon retries a host it cannot reach. Connections that arrive
+//! while no session can be had share attempts (never one attempt each), attempts back off
+//! exponentially however many clients keep arriving, a held client is reset once no attempt is
+//! due within its connect_timeout, and a permanent failure (authentication rejected) is not
+//! retried before backoff_max.
 
 mod common;
 mod forwarding_support;
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use common::{TIMEOUT, TestDaemon, write_file};
-use forwarding_support::{Forward, assert_reset, config_text, drain};
+use common::{TIMEOUT, TestDaemon, TestSshd, write_file};
+use forwarding_support::{Forward, assert_reset, config_text, connect_and_drain, drain};
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, mpsc};
+use tokio::time::Instant;
 
-const CLIENTS: usize = 16;
-
-/// A TCP server that accepts connections and says nothing (no SSH banner) until released,
-/// then closes them all: a handshake that hangs, then fails.
-struct MuteServer {
+/// A TCP server that closes every connection at once: an SSH handshake that fails the same
+/// way each time, like a host whose sshd is down behind a port forwarder. Records when each
+/// connection came.
+struct ClosingServer {
     port: u16,
-    accepted: Arc<AtomicUsize>,
-    release: Arc<Notify>,
-    first_accept: mpsc::Receiver<()>,
+    accepts: Arc<Mutex<Vec<Instant>>>,
 }
 
-impl MuteServer {
-    async fn start() -> MuteServer {
+impl ClosingServer {
+    async fn start() -> ClosingServer {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
             .await
-            .expect("bind mute server");
+            .expect("bind closing server");
         let port = listener.local_addr().expect("local address").port();
-        let accepted = Arc::new(AtomicUsize::new(0));
-        let release = Arc::new(Notify::new());
-        let (tx, first_accept) = mpsc::channel(1);
-        let (count, released) = (accepted.clone(), release.clone());
+        let accepts = Arc::new(Mutex::new(Vec::new()));
+        let record = accepts.clone();
         tokio::spawn(async move {
-            let mut held = Vec::new();
-            loop {
-                tokio::select! {
-                    Ok((socket, _)) = listener.accept() => {
-                        held.push(socket);
-                        count.fetch_add(1, Ordering::SeqCst);
-                        let _ = tx.try_send(());
-                    }
-                    () = released.notified() => held.clear(),
-                }
+            while let Ok((socket, _)) = listener.accept().await {
+                record.lock().expect("accept log").push(Instant::now());
+                drop(socket);
             }
         });
-        MuteServer {
-            port,
-            accepted,
-            release,
-            first_accept,
-        }
+        ClosingServer { port, accepts }
+    }
+
+    fn accepts(&self) -> Vec<Instant> {
+        self.accepts.lock().expect("accept log").clone()
+    }
+
+    /// A daemon forwarding through this server as host `closing`, with `settings`.
+    async fn daemon(&self, settings: &str, forward: &Forward) -> (TestDaemon, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let ssh_config = dir.path().join("ssh_config");
+        write_file(
+            &ssh_config,
+            &format!(
+                "Host closing\n  HostName 127.0.0.1\n  Port {}\n  User nobody\n  IdentityFile {}/none\n",
+                self.port,
+                dir.path().display()
+            ),
+        );
+        let daemon = TestDaemon::start(config_text(&ssh_config, settings, &[forward]));
+        daemon.wait_for_log("listening", TIMEOUT).await;
+        (daemon, dir)
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn clients_waiting_for_a_failing_handshake_share_its_failure() {
-    let mut mute = MuteServer::start().await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let ssh_config = dir.path().join("ssh_config");
-    write_file(
-        &ssh_config,
-        &format!(
-            "Host mute\n  HostName 127.0.0.1\n  Port {}\n  User nobody\n  IdentityFile {}/none\n",
-            mute.port,
-            dir.path().display()
-        ),
-    );
-    let forward = Forward::via("mute", "mute", SocketAddr::from((Ipv4Addr::LOCALHOST, 9)));
-    // A long connect timeout: only the shared failure can end all clients promptly.
-    let daemon = TestDaemon::start(config_text(
-        &ssh_config,
-        r#"connect_timeout = "5m""#,
-        &[&forward],
-    ));
-    daemon.wait_for_log("listening", TIMEOUT).await;
+fn unreachable_target() -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::LOCALHOST, 9))
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_clients_share_attempts_and_are_reset_once_none_is_due_within_connect_timeout() {
+    const CLIENTS: usize = 16;
+    let server = ClosingServer::start().await;
+    let forward = Forward::via("closing", "closing", unreachable_target());
+    // The retry after the first failure comes after 1.6-2.4 s, within connect_timeout; the
+    // next one after 3.2-4.8 s more, beyond it: exactly two attempts, whatever the jitter.
+    let (daemon, _dir) = server
+        .daemon("connect_timeout = \"3s\"\nbackoff_min = \"2s\"", &forward)
+        .await;
+
+    let started = Instant::now();
     let mut clients = Vec::new();
     for _ in 0..CLIENTS {
         let mut client = forward.connect().await;
         clients.push(tokio::spawn(async move { drain(&mut client).await.1 }));
     }
-    // Every client is waiting for the session once the daemon has accepted it.
-    daemon
-        .wait_for_log_count("accepted", CLIENTS, TIMEOUT)
-        .await;
-    tokio::time::timeout(TIMEOUT, mute.first_accept.recv())
-        .await
-        .expect("the daemon never connected to the host");
-
-    mute.release.notify_one();
     for client in clients {
         let ended = tokio::time::timeout(TIMEOUT, client)
             .await
             .expect("a client was neither served nor reset within TIMEOUT")
             .expect("client task");
-        assert_reset(ended, "client of a host whose handshake failed");
+        assert_reset(ended, "client of a host that cannot be reached");
     }
+    let took = started.elapsed();
 
+    let accepts = server.accepts();
+    assert_eq!(accepts.len(), 2, "attempts for {CLIENTS} clients");
+    let gap = accepts[1] - accepts[0];
+    assert!(
+        gap >= Duration::from_millis(1600),
+        "retried after {gap:?}, before backoff_min minus jitter"
+    );
+    assert!(
+        took >= gap,
+        "clients were reset before the retry ({took:?})"
+    );
+    assert_eq!(daemon.log_file().count("session failed (transient)"), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attempts_back_off_exponentially_however_many_clients_keep_arriving() {
+    let server = ClosingServer::start().await;
+    let forward = Forward::via("closing", "closing", unreachable_target());
+    let (_daemon, _dir) = server
+        .daemon("connect_timeout = \"1s\"\nbackoff_min = \"1s\"", &forward)
+        .await;
+
+    // A client every 50 ms for 7.5 s: 150 clients, and demand at every moment.
+    let clients = tokio::spawn(async move {
+        let until = Instant::now() + Duration::from_millis(7500);
+        let mut n = 0;
+        while Instant::now() < until {
+            tokio::spawn(connect_and_drain(forward.port));
+            n += 1;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        n
+    });
+    let sent = clients.await.expect("client loop");
+
+    let accepts = server.accepts();
+    let gaps: Vec<Duration> = accepts.windows(2).map(|w| w[1] - w[0]).collect();
+    // Nominal delays 1, 2, 4 s (then 8 s, beyond the window), each within +-20%, plus the
+    // time for the next client to arrive and the attempt to fail.
     assert_eq!(
-        mute.accepted.load(Ordering::SeqCst),
+        accepts.len(),
+        4,
+        "{sent} clients caused {} attempts, gaps {gaps:?}",
+        accepts.len()
+    );
+    for (i, gap) in gaps.iter().enumerate() {
+        let nominal = Duration::from_secs(1 << i);
+        assert!(
+            *gap >= nominal.mul_f64(0.8)
+                && *gap <= nominal.mul_f64(1.2) + Duration::from_millis(500),
+            "gap {i} is {gap:?}, expected about {nominal:?}: {gaps:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejected_authentication_is_permanent_and_not_retried_before_backoff_max() {
+    let sshd = TestSshd::start();
+    write_file(&sshd.authorized_keys_path(), "");
+    let forward = Forward::new("rejected", unreachable_target());
+    let daemon = forwarding_support::start_daemon(&sshd, "backoff_max = \"1h\"", &[&forward]).await;
+
+    let (_, ended) = tokio::time::timeout(TIMEOUT, connect_and_drain(forward.port))
+        .await
+        .expect("the first client was neither served nor reset");
+    assert_reset(ended, "client of a host that rejects our key");
+    let line = daemon
+        .wait_for_log("session failed (permanent)", TIMEOUT)
+        .await;
+    assert!(line.contains("rejected"), "{line}");
+
+    // Later clients are reset at once with the same reason, without a new attempt.
+    for _ in 0..5 {
+        let (_, ended) = tokio::time::timeout(TIMEOUT, connect_and_drain(forward.port))
+            .await
+            .expect("a later client was neither served nor reset");
+        assert_reset(ended, "later client of a host that rejects our key");
+    }
+    daemon
+        .wait_for_log_count("connection refused: no session to", 6, TIMEOUT)
+        .await;
+    assert_eq!(
+        sshd.log_file().count("Connection from"),
         1,
-        "one attempt for all clients"
+        "{}",
+        sshd.log()
     );
     assert_eq!(daemon.log_file().count("session failed"), 1);
 }

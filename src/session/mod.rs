@@ -1,0 +1,400 @@
+//! The session manager: at most one SSH session per host, opened lazily by the first
+//! connection that needs it, shared by every forward to that host, replaced when it dies, and
+//! closed when it has carried no channel for the host's idle timeout.
+//!
+//! A connection that needs a session waits ("is held") while one is being opened, and across
+//! failed attempts while the next attempt is due within the host's `connect_timeout` of its
+//! arrival. A session that stops answering is found out by a probe with a deadline: when a
+//! channel open gets no reply, when the local address under it vanishes, when the machine
+//! wakes from sleep; the held connection is then served on a new session.
+
+mod backoff;
+mod live;
+mod monitor;
+mod slot;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use russh::Channel;
+use russh::client::Msg;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{Instrument, debug, info, info_span};
+
+pub use backoff::Backoff;
+pub use live::LiveSession;
+pub use monitor::watch_network;
+
+use crate::client::ConnectError;
+use crate::config::{HostSpec, Target};
+use crate::ssh_config::HostConfig;
+use live::ChannelCount;
+use slot::{HostSlot, Phase};
+
+/// A channel open that has had no answer for this long makes us probe the session.
+const OPEN_PROBE_AFTER: Duration = Duration::from_secs(1);
+/// How long a probe waits for the server's reply before the session is declared dead.
+pub const PROBE_DEADLINE: Duration = Duration::from_secs(2);
+/// The same when the local address under the session has vanished: strong evidence already.
+pub const PROBE_DEADLINE_ADDRESS_GONE: Duration = Duration::from_millis(500);
+/// How many sessions one connection may try before it is reset: a session found dead while
+/// opening the channel is replaced once.
+const SESSIONS_PER_CONNECTION: usize = 2;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("no session to {host}: {error}")]
+    Connect {
+        host: String,
+        /// Shared by every connection that waited for the same failed attempt.
+        error: Arc<ConnectError>,
+    },
+    #[error("{host} refused to open a channel to {target}: {reason}")]
+    Refused {
+        host: String,
+        target: String,
+        reason: String,
+    },
+    #[error("session to {host} ended while opening a channel to {target}")]
+    SessionLost { host: String, target: String },
+    #[error("host {0} is not among the resolved hosts")]
+    UnknownHost(String),
+    #[error("daemon is shutting down")]
+    ShuttingDown,
+}
+
+/// Owns every host's session.
+pub struct SessionManager {
+    hosts: HashMap<HostSpec, Arc<HostSlot>>,
+    backoff: Backoff,
+    tasks: TaskTracker,
+    shutdown: CancellationToken,
+    /// Wakes the network watcher, which idles while no session is up.
+    session_up: Arc<Notify>,
+}
+
+/// A channel on a session, counted as open until dropped.
+pub struct Lease {
+    pub channel: Channel<Msg>,
+    pub session: Arc<LiveSession>,
+    _count: ChannelCount,
+}
+
+/// What a connection does next, decided under the slot's lock.
+enum Step {
+    Leased(Arc<LiveSession>, ChannelCount),
+    Connect,
+    Wait(Option<Instant>),
+    Fail(Arc<ConnectError>),
+}
+
+impl SessionManager {
+    /// `hosts` holds every host the forwards name, already resolved.
+    pub fn new(
+        hosts: impl IntoIterator<Item = HostConfig>,
+        backoff: Backoff,
+        shutdown: CancellationToken,
+    ) -> Self {
+        let hosts = hosts
+            .into_iter()
+            .map(|config| {
+                let slot = HostSlot::new(config);
+                (slot.config.spec.clone(), Arc::new(slot))
+            })
+            .collect();
+        SessionManager {
+            hosts,
+            backoff,
+            tasks: TaskTracker::new(),
+            shutdown,
+            session_up: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Opens a direct-tcpip channel to `target` on `host`'s session, opening the session first
+    /// if there is none, and replacing it once if it turns out dead.
+    pub async fn open_channel(
+        &self,
+        host: &HostSpec,
+        target: &Target,
+        originator: SocketAddr,
+    ) -> Result<Lease, OpenError> {
+        let slot = self
+            .hosts
+            .get(host)
+            .ok_or_else(|| OpenError::UnknownHost(host.to_string()))?;
+        let lost = || OpenError::SessionLost {
+            host: host.to_string(),
+            target: target.to_string(),
+        };
+        for _ in 0..SESSIONS_PER_CONNECTION {
+            let (session, count) = self.lease_session(slot).await?;
+            let opening = session.conn.handle.channel_open_direct_tcpip(
+                target.host.clone(),
+                u32::from(target.port),
+                originator.ip().to_string(),
+                u32::from(originator.port()),
+            );
+            match open_or_probe(&session, opening).await {
+                Some(Ok(channel)) => {
+                    return Ok(Lease {
+                        channel,
+                        session,
+                        _count: count,
+                    });
+                }
+                Some(Err(russh::Error::ChannelOpenFailure(reason))) => {
+                    return Err(OpenError::Refused {
+                        host: host.to_string(),
+                        target: target.to_string(),
+                        reason: format!("{reason:?}"),
+                    });
+                }
+                Some(Err(e)) => {
+                    debug!("channel open failed: {e}");
+                    if !session.dead().is_cancelled() {
+                        session.declare_dead(format!("channel open failed: {e}"));
+                    }
+                }
+                None => {}
+            }
+            debug!("session died while opening a channel; trying a new one");
+        }
+        Err(lost())
+    }
+
+    /// Returns the host's live session with a channel counted on it, waiting for (or starting)
+    /// an attempt if there is none. Fails with the last attempt's error once no attempt can
+    /// come within the host's connect timeout.
+    async fn lease_session(
+        &self,
+        slot: &Arc<HostSlot>,
+    ) -> Result<(Arc<LiveSession>, ChannelCount), OpenError> {
+        let hold_until = Instant::now() + slot.config.connect_timeout;
+        let mut changes = slot.state.subscribe();
+        loop {
+            if self.shutdown.is_cancelled() {
+                return Err(OpenError::ShuttingDown);
+            }
+            let mut step = Step::Wait(None);
+            slot.state.send_if_modified(|s| {
+                let now = Instant::now();
+                match &s.phase {
+                    Phase::Up(session) if session.is_usable() => {
+                        step = Step::Leased(session.clone(), ChannelCount::new(session.clone()));
+                        false
+                    }
+                    Phase::Connecting => false,
+                    Phase::Backoff { until, error } if *until > now => {
+                        step = if error.is_permanent() || *until > hold_until {
+                            Step::Fail(error.clone())
+                        } else {
+                            Step::Wait(Some(*until))
+                        };
+                        false
+                    }
+                    // Idle, due for a retry, or a session that died before its watcher noticed.
+                    phase => {
+                        if matches!(phase, Phase::Up(_)) {
+                            s.lost = true;
+                        }
+                        s.enter(Phase::Connecting);
+                        step = Step::Connect;
+                        true
+                    }
+                }
+            });
+            let wake_at = match step {
+                Step::Leased(session, count) => return Ok((session, count)),
+                Step::Fail(error) => {
+                    return Err(OpenError::Connect {
+                        host: slot.host(),
+                        error,
+                    });
+                }
+                Step::Connect => {
+                    self.spawn_attempt(slot.clone());
+                    None
+                }
+                Step::Wait(at) => at,
+            };
+            tokio::select! {
+                changed = changes.changed() => if changed.is_err() {
+                    return Err(OpenError::ShuttingDown);
+                },
+                () = sleep_until(wake_at) => {}
+                () = self.shutdown.cancelled() => return Err(OpenError::ShuttingDown),
+            }
+        }
+    }
+
+    /// Runs a connect attempt in its own task, so that it completes (and its outcome is shared)
+    /// even if the connection that started it goes away.
+    fn spawn_attempt(&self, slot: Arc<HostSlot>) {
+        let backoff = self.backoff;
+        let shutdown = self.shutdown.clone();
+        let tasks = self.tasks.clone();
+        let host = slot.host();
+        let span = info_span!(parent: None, "connect", %host);
+        let session_up = self.session_up.clone();
+        self.tasks.spawn(
+            async move {
+                if let Some(session) = slot.attempt(backoff, &shutdown).await {
+                    session_up.notify_one();
+                    let span =
+                        info_span!(parent: None, "session", %host, generation = session.generation);
+                    tasks.spawn(watch_session(slot, session, shutdown).instrument(span));
+                }
+            }
+            .instrument(span),
+        );
+    }
+
+    /// The network changed (an address or link came or went): let hosts that failed
+    /// transiently retry at once, and check the sessions' local addresses.
+    pub fn network_changed(&self) {
+        for slot in self.hosts.values() {
+            slot.forgive_transient_failure();
+        }
+        self.check_local_addresses();
+    }
+
+    /// Probes every session whose local address is no longer configured on any interface.
+    pub fn check_local_addresses(&self) {
+        for slot in self.hosts.values() {
+            let Some(session) = slot.live() else { continue };
+            let local = session.local_addr().ip();
+            match crate::netwatch::is_local_address(local) {
+                Ok(true) => {}
+                Ok(false) => {
+                    let why = format!("local address {local} is gone");
+                    info!(host = %slot.host(), "{why}; probing the session");
+                    self.spawn_probe(session, PROBE_DEADLINE_ADDRESS_GONE, why);
+                }
+                Err(e) => debug!("cannot list local addresses: {e}"),
+            }
+        }
+    }
+
+    /// The machine slept or its clock jumped: probe every session.
+    pub fn clock_jumped(&self, by: Duration) {
+        for slot in self.hosts.values() {
+            if let Some(session) = slot.live() {
+                let why = format!("clock jumped by {}", humantime::format_duration(by));
+                info!(host = %slot.host(), "{why}; probing the session");
+                self.spawn_probe(session, PROBE_DEADLINE, why);
+            }
+        }
+    }
+
+    /// Whether any host has a session up (the network watcher works only then).
+    pub fn any_session_up(&self) -> bool {
+        self.hosts.values().any(|slot| slot.live().is_some())
+    }
+
+    /// Resolves once a session has come up since the last call (at once if one did meanwhile).
+    pub async fn session_came_up(&self) {
+        self.session_up.notified().await;
+    }
+
+    fn spawn_probe(&self, session: Arc<LiveSession>, deadline: Duration, why: String) {
+        self.tasks.spawn(async move {
+            session.probe(deadline, &why).await;
+        });
+    }
+
+    /// Closes every session and waits for their watchers and attempts to finish.
+    pub async fn close_all(&self) {
+        for slot in self.hosts.values() {
+            let mut taken = None;
+            slot.state.send_if_modified(|s| match &s.phase {
+                Phase::Up(session) => {
+                    taken = Some(session.clone());
+                    s.enter(Phase::Idle);
+                    true
+                }
+                _ => false,
+            });
+            if let Some(session) = taken {
+                session.disconnect("lazytunnel is shutting down").await;
+            }
+        }
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+}
+
+/// Awaits a channel open on `session`. An open with no answer after [`OPEN_PROBE_AFTER`] makes
+/// us probe the session: a slow target is fine, a dead session is declared so. Returns `None`
+/// when the session died.
+async fn open_or_probe(
+    session: &Arc<LiveSession>,
+    opening: impl Future<Output = Result<Channel<Msg>, russh::Error>>,
+) -> Option<Result<Channel<Msg>, russh::Error>> {
+    tokio::pin!(opening);
+    let probe_at = tokio::time::sleep(OPEN_PROBE_AFTER);
+    tokio::pin!(probe_at);
+    let mut probed = false;
+    loop {
+        tokio::select! {
+            // A session declared dead wins over a late reply on it.
+            biased;
+            () = session.dead().cancelled() => return None,
+            result = &mut opening => return Some(result),
+            () = &mut probe_at, if !probed => {
+                probed = true;
+                session.probe(PROBE_DEADLINE, "a channel open got no reply").await;
+            }
+        }
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Watches one session for the end of its life: death (logged), idle timeout (retired), or
+/// daemon shutdown. Sleeps only while the session carries no channel.
+async fn watch_session(
+    slot: Arc<HostSlot>,
+    session: Arc<LiveSession>,
+    shutdown: CancellationToken,
+) {
+    let idle_timeout = slot.config.idle_timeout;
+    let mut channels = session.channels.subscribe();
+    loop {
+        tokio::select! {
+            () = session.dead().cancelled() => break,
+            () = shutdown.cancelled() => return,
+            _ = channels.wait_for(|n| *n == 0) => {}
+        }
+        tokio::select! {
+            () = session.dead().cancelled() => break,
+            () = shutdown.cancelled() => return,
+            _ = channels.changed() => continue,
+            () = tokio::time::sleep(idle_timeout) => {
+                // Leases are taken under the same lock, so none can appear on a retired session.
+                if slot.retire(&session, false, |s| *s.channels.borrow() == 0) {
+                    info!(idle = %humantime::format_duration(idle_timeout), "session closed after idle timeout");
+                    session.disconnect("idle").await;
+                    return;
+                }
+                debug!(generation = session.generation, "session became busy again; not retiring");
+            }
+        }
+    }
+    let reason = session.conn.end_reason.lock().ok().and_then(|r| r.clone());
+    info!(
+        reason = reason.as_deref().unwrap_or("connection lost"),
+        "session down"
+    );
+    slot.retire(&session, true, |_| true);
+}

@@ -1,0 +1,183 @@
+//! One host's slot: the state machine of its session (idle, connecting, up, backing off after
+//! a failure) and the tasks that move it: a connect attempt, and the watcher of a live session.
+//!
+//! The state sits in a `watch` channel: every transition is made under its lock (so exactly
+//! one waiting connection starts an attempt, and a lease can never be taken on a session being
+//! retired), and every waiting connection wakes on each transition.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::backoff::{Backoff, random_unit};
+use super::live::LiveSession;
+use crate::client::{self, ConnectError};
+use crate::ssh_config::HostConfig;
+
+pub(super) struct HostSlot {
+    pub(super) config: Arc<HostConfig>,
+    pub(super) state: watch::Sender<SlotState>,
+    generation: AtomicU64,
+}
+
+#[derive(Clone)]
+pub(super) enum Phase {
+    /// No session and no attempt: the next connection starts one.
+    Idle,
+    Connecting,
+    Up(Arc<LiveSession>),
+    /// The last attempt failed; no new one before `until`, except after a network change for
+    /// a transient failure.
+    Backoff {
+        until: Instant,
+        error: Arc<ConnectError>,
+    },
+}
+
+pub(super) struct SlotState {
+    pub(super) phase: Phase,
+    /// Since when the phase has held, for status reports.
+    pub(super) since: SystemTime,
+    /// Consecutive failed attempts.
+    pub(super) failures: u32,
+    /// Sessions opened after one was lost.
+    pub(super) reconnects: u64,
+    /// The last session died rather than being retired: the next one is a reconnect.
+    pub(super) lost: bool,
+}
+
+impl SlotState {
+    pub(super) fn enter(&mut self, phase: Phase) {
+        self.phase = phase;
+        self.since = SystemTime::now();
+    }
+}
+
+impl HostSlot {
+    pub(super) fn new(config: HostConfig) -> HostSlot {
+        let state = SlotState {
+            phase: Phase::Idle,
+            since: SystemTime::now(),
+            failures: 0,
+            reconnects: 0,
+            lost: false,
+        };
+        HostSlot {
+            config: Arc::new(config),
+            state: watch::channel(state).0,
+            generation: AtomicU64::new(0),
+        }
+    }
+
+    pub(super) fn host(&self) -> String {
+        self.config.spec.to_string()
+    }
+
+    /// Runs one connect attempt (the caller has already moved the slot to `Connecting`) and
+    /// records its outcome. Returns the session, for the caller to watch, if one came up.
+    pub(super) async fn attempt(
+        &self,
+        backoff: Backoff,
+        shutdown: &CancellationToken,
+    ) -> Option<Arc<LiveSession>> {
+        let host = self.host();
+        let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
+        let reconnecting = self.state.borrow().lost;
+        if reconnecting {
+            info!(%host, "reconnecting: the previous session was lost");
+        } else {
+            tracing::debug!(%host, "opening session");
+        }
+        let outcome = tokio::select! {
+            outcome = client::connect(self.config.clone()) => outcome,
+            () = shutdown.cancelled() => {
+                self.state.send_modify(|s| s.enter(Phase::Idle));
+                return None;
+            }
+        };
+        match outcome {
+            Ok(conn) => {
+                info!(%host, local = %conn.local_addr, remote = %conn.remote_addr, "session up");
+                let session = Arc::new(LiveSession::new(conn, generation));
+                self.state.send_modify(|s| {
+                    s.enter(Phase::Up(session.clone()));
+                    s.failures = 0;
+                    if s.lost {
+                        s.reconnects += 1;
+                        s.lost = false;
+                    }
+                });
+                Some(session)
+            }
+            Err(error) => {
+                let permanent = error.is_permanent();
+                self.state.send_modify(|s| {
+                    s.failures = s.failures.saturating_add(1);
+                    let delay = backoff.delay(s.failures, permanent, random_unit());
+                    let kind = if permanent { "permanent" } else { "transient" };
+                    warn!(
+                        %host,
+                        failures = s.failures,
+                        "session failed ({kind}): {error}; next attempt no sooner than in {}",
+                        humantime::format_duration(round_to_millis(delay))
+                    );
+                    s.enter(Phase::Backoff {
+                        until: Instant::now() + delay,
+                        error: Arc::new(error),
+                    });
+                });
+                None
+            }
+        }
+    }
+
+    /// After a network change a transient failure may be gone: let the next connection try at
+    /// once. Permanent failures keep their delay.
+    pub(super) fn forgive_transient_failure(&self) {
+        self.state.send_if_modified(|s| match &s.phase {
+            Phase::Backoff { until, error } if !error.is_permanent() && *until > Instant::now() => {
+                s.phase = Phase::Backoff {
+                    until: Instant::now(),
+                    error: error.clone(),
+                };
+                true
+            }
+            _ => false,
+        });
+    }
+
+    /// The live session, if the slot has one.
+    pub(super) fn live(&self) -> Option<Arc<LiveSession>> {
+        match &self.state.borrow().phase {
+            Phase::Up(session) => Some(session.clone()),
+            _ => None,
+        }
+    }
+
+    /// Moves the slot from `session` to `Idle`, if `session` is still its session and `when`
+    /// (given the session) allows. Returns whether it did.
+    pub(super) fn retire(
+        &self,
+        session: &Arc<LiveSession>,
+        lost: bool,
+        when: impl FnOnce(&LiveSession) -> bool,
+    ) -> bool {
+        self.state.send_if_modified(|s| match &s.phase {
+            Phase::Up(current) if Arc::ptr_eq(current, session) && when(session) => {
+                s.enter(Phase::Idle);
+                s.lost = lost;
+                true
+            }
+            _ => false,
+        })
+    }
+}
+
+fn round_to_millis(d: std::time::Duration) -> std::time::Duration {
+    std::time::Duration::from_millis(d.as_millis().try_into().unwrap_or(u64::MAX))
+}
