@@ -98,6 +98,7 @@ pub struct TestDaemonBuilder {
     config_text: Option<String>,
     env: Vec<(OsString, OsString)>,
     args: Vec<OsString>,
+    nofile: Option<u64>,
 }
 
 impl TestDaemonBuilder {
@@ -120,6 +121,13 @@ impl TestDaemonBuilder {
         self
     }
 
+    /// Limits the daemon to `limit` open file descriptors (RLIMIT_NOFILE), to make accept fail
+    /// with EMFILE.
+    pub fn nofile_limit(mut self, limit: u64) -> Self {
+        self.nofile = Some(limit);
+        self
+    }
+
     /// Spawns the daemon and returns at once: await readiness with `wait_for_log("listening", ..)`.
     pub fn start(self) -> TestDaemon {
         let config_text = self.config_text.expect("TestDaemon needs config_text");
@@ -131,8 +139,25 @@ impl TestDaemonBuilder {
         write_file(&config_path, &config_text);
         let sandbox = Sandbox::new(dir.path(), self.env);
         let log = LogFile::new(dir.path().join("daemon.log"));
-        let child = sandbox
-            .command()
+        let mut command = sandbox.command();
+        if let Some(limit) = self.nofile {
+            use std::os::unix::process::CommandExt;
+            let rlimit = libc::rlimit {
+                rlim_cur: limit,
+                rlim_max: limit,
+            };
+            // SAFETY: setrlimit is async-signal-safe and touches no memory of the parent.
+            unsafe {
+                command.pre_exec(move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &rlimit) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
+        }
+        let child = command
             .args(["run", "--foreground", "--config"])
             .arg(&config_path)
             .args(&self.args)

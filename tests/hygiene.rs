@@ -1,0 +1,155 @@
+//! End-to-end spec: resources stay bounded. Many sequential connections leave descriptors,
+//! threads, memory and server-side channels where they were; running out of descriptors makes
+//! accept back off instead of spinning; the daemon-wide connection limit holds new clients in
+//! the backlog, with a log line, until a connection closes.
+
+mod common;
+mod forwarding_support;
+
+use std::time::Duration;
+
+use common::procfs::{cpu_ticks, fd_count, status_field};
+use common::{DataServer, TIMEOUT, TestDaemon, TestSshd, wait_for_count};
+use forwarding_support::{Forward, config_text, echo_once, start_daemon};
+use tokio::io::AsyncReadExt;
+
+const CHURN: usize = 10_000;
+
+/// Opens a connection through `forward`, checks one echo, and closes it.
+async fn one_echo(forward: &Forward, i: usize) {
+    let mut client = forward.connect().await;
+    echo_once(&mut client, format!("connection {i}").as_bytes()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_sequential_connections_leave_descriptors_threads_memory_and_channels_at_baseline()
+ {
+    let sshd = TestSshd::start();
+    let echo = DataServer::echo().await;
+    let forward = Forward::new("churn", echo.addr());
+    let daemon = start_daemon(&sshd, "", &[&forward]).await;
+    let pid = daemon.pid();
+    // Warm up: the session, the runtime's threads and allocator pools exist from here on.
+    for i in 0..200 {
+        one_echo(&forward, i).await;
+    }
+    echo.wait_for_finished(200, TIMEOUT).await;
+    let sshd_child = *sshd
+        .session_processes()
+        .first()
+        .expect("an sshd session process");
+    let before = (
+        fd_count(pid),
+        status_field(pid, "Threads"),
+        status_field(pid, "VmRSS"),
+        fd_count(sshd_child),
+    );
+
+    for i in 0..CHURN {
+        one_echo(&forward, i).await;
+    }
+    let finished = echo.wait_for_finished(200 + CHURN, TIMEOUT).await;
+    // The last connection's sockets close just after its echo: wait for them, not longer.
+    let fds = wait_for_count(before.0, TIMEOUT, || fd_count(pid)).await;
+    let sshd_fds = wait_for_count(before.3, TIMEOUT, || fd_count(sshd_child)).await;
+    let after = (
+        fds,
+        status_field(pid, "Threads"),
+        status_field(pid, "VmRSS"),
+        sshd_fds,
+    );
+
+    eprintln!("before (fds, threads, RSS kB, sshd fds): {before:?}; after {CHURN}: {after:?}");
+    assert_eq!(finished.len(), 200 + CHURN);
+    assert!(finished.iter().all(|report| report.error.is_none()));
+    assert_eq!(echo.active(), 0, "target connections left open by sshd");
+    assert_eq!(after.0, before.0, "daemon descriptors");
+    assert_eq!(after.1, before.1, "daemon threads");
+    assert!(
+        after.2 < before.2 + 4096,
+        "RSS grew from {} kB to {} kB",
+        before.2,
+        after.2
+    );
+    assert_eq!(
+        after.3, before.3,
+        "sshd session descriptors (its channels' sockets)"
+    );
+    assert_eq!(sshd.established_connections(), 1);
+    assert_eq!(daemon.log_file().count("session up"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn running_out_of_descriptors_backs_off_instead_of_spinning_and_recovers() {
+    let sshd = TestSshd::start();
+    let echo = DataServer::echo().await;
+    let forward = Forward::new("exhausted", echo.addr());
+    let daemon = TestDaemon::builder()
+        .config_text(config_text(&sshd.ssh_config_path(), "", &[&forward]))
+        .nofile_limit(48)
+        .start();
+    daemon.wait_for_log("listening", TIMEOUT).await;
+    let pid = daemon.pid();
+
+    // Each served client costs the daemon one descriptor; hold more than it has.
+    let mut held = Vec::new();
+    for i in 0..64 {
+        held.push(forward.connect().await);
+        if i == 0 {
+            echo_once(&mut held[0], b"first").await;
+        }
+    }
+    daemon.wait_for_log("Too many open files", TIMEOUT).await;
+    let ticks_before = cpu_ticks(pid);
+    let failures_before = daemon.log_file().count("accept failed");
+    // Two seconds of exhaustion: a spinning accept loop would burn ~200 ticks (100 Hz).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let spent = cpu_ticks(pid) - ticks_before;
+    let failures = daemon.log_file().count("accept failed") - failures_before;
+    eprintln!("{spent} CPU ticks and {failures} accept failures in 2 s of EMFILE");
+    assert!(spent < 40, "{spent} CPU ticks in 2 s out of descriptors");
+    // Pauses double from 10 ms to 1 s: at most 8 failures fit in 2 s.
+    assert!(failures <= 8, "{failures} accept failures logged in 2 s");
+
+    // Freeing descriptors lets the waiting clients in, each served.
+    let waiting = held.split_off(32);
+    drop(held);
+    for mut client in waiting {
+        echo_once(&mut client, b"served after the shortage").await;
+    }
+    assert_eq!(daemon.log_file().count("session up"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_connection_limit_holds_new_clients_in_the_backlog_until_one_closes() {
+    let sshd = TestSshd::start();
+    let echo = DataServer::echo().await;
+    let forward = Forward::new("limited", echo.addr());
+    let daemon = start_daemon(&sshd, "max_connections = 3", &[&forward]).await;
+
+    let mut open = Vec::new();
+    for i in 0..3 {
+        let mut client = forward.connect().await;
+        echo_once(&mut client, format!("client {i}").as_bytes()).await;
+        open.push(client);
+    }
+    let mut fourth = forward.connect().await;
+    let line = daemon
+        .wait_for_log("connection limit reached", TIMEOUT)
+        .await;
+    assert!(line.contains("limit=3"), "{line}");
+    tokio::io::AsyncWriteExt::write_all(&mut fourth, b"waiting")
+        .await
+        .expect("write while in the backlog");
+    // The daemon took no fourth connection: the target saw only three.
+    assert_eq!(echo.accepted(), 3);
+
+    drop(open.pop());
+    let mut back = [0; 7];
+    tokio::time::timeout(TIMEOUT, fourth.read_exact(&mut back))
+        .await
+        .expect("the fourth client was not served after one closed")
+        .expect("read the echo");
+    assert_eq!(&back, b"waiting");
+    assert_eq!(echo.accepted(), 4);
+}
