@@ -21,6 +21,7 @@ pub mod keys;
 pub mod log;
 pub mod net;
 pub mod procfs;
+pub mod proxy;
 pub mod ssh_client;
 pub mod sshd;
 pub mod sshd_files;
