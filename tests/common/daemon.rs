@@ -33,6 +33,7 @@ use std::time::Duration;
 use tempfile::TempDir;
 
 use super::log::LogFile;
+use super::netns::NsHandle;
 use super::{TIMEOUT, send_signal, wait_for_exit, wait_for_exit_blocking, write_file};
 
 /// How long a daemon gets to exit after SIGTERM before it is SIGKILLed on drop.
@@ -99,6 +100,7 @@ pub struct TestDaemonBuilder {
     env: Vec<(OsString, OsString)>,
     args: Vec<OsString>,
     nofile: Option<u64>,
+    netns: Option<NsHandle>,
 }
 
 impl TestDaemonBuilder {
@@ -125,6 +127,12 @@ impl TestDaemonBuilder {
     /// with EMFILE.
     pub fn nofile_limit(mut self, limit: u64) -> Self {
         self.nofile = Some(limit);
+        self
+    }
+
+    /// Runs the daemon inside a network namespace ([`super::netns::NetNs::handle`]).
+    pub fn netns(mut self, netns: NsHandle) -> Self {
+        self.netns = Some(netns);
         self
     }
 
@@ -156,6 +164,9 @@ impl TestDaemonBuilder {
                     }
                 });
             }
+        }
+        if let Some(netns) = &self.netns {
+            netns.wrap(&mut command);
         }
         let child = command
             .args(["run", "--foreground", "--config"])

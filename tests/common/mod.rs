@@ -20,6 +20,7 @@ pub mod daemon;
 pub mod keys;
 pub mod log;
 pub mod net;
+pub mod netns;
 pub mod procfs;
 pub mod proxy;
 pub mod ssh_client;

@@ -17,6 +17,15 @@ pub fn established_connections(port: u16) -> usize {
         .sum()
 }
 
+/// [`established_connections`] in the network namespace of process `pid`.
+pub fn established_connections_of(pid: u32, port: u16) -> usize {
+    ["tcp", "tcp6"]
+        .iter()
+        .filter_map(|table| fs::read_to_string(format!("/proc/{pid}/net/{table}")).ok())
+        .map(|table| count_established(&table, port))
+        .sum()
+}
+
 /// Counts rows of a `/proc/net/tcp`-format table in state 01 (ESTABLISHED) with local port
 /// `port`. A row reads `sl local_address rem_address st ...`, addresses as `HEXADDR:HEXPORT`.
 pub fn count_established(table: &str, port: u16) -> usize {

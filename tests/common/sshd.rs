@@ -2,7 +2,7 @@
 //! `authorized_keys`, `sshd_config`, and client-side `known_hosts` and `ssh_config` files, all in
 //! a temp dir that goes away with it. The files written for clients are in [`super::sshd_files`].
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -12,6 +12,7 @@ use tempfile::TempDir;
 use super::keys::{self, KeyPair, KeyType};
 use super::log::LogFile;
 use super::net::free_port;
+use super::netns::NsHandle;
 use super::sshd_files::sshd_config;
 use super::{TIMEOUT, current_user, path_str, procfs, send_signal, wait_for_count, write_file};
 
@@ -30,6 +31,8 @@ pub struct TestSshdBuilder {
     encrypted_key_passphrase: Option<String>,
     rsa_user_key: bool,
     config_lines: Vec<String>,
+    listen: Option<IpAddr>,
+    netns: Option<NsHandle>,
 }
 
 impl TestSshdBuilder {
@@ -62,6 +65,19 @@ impl TestSshdBuilder {
         self
     }
 
+    /// Listens on `ip` instead of 127.0.0.1 (the generated client files name it too).
+    pub fn listen_address(mut self, ip: IpAddr) -> Self {
+        self.listen = Some(ip);
+        self
+    }
+
+    /// Runs sshd inside a network namespace ([`super::netns::NetNs::handle`]); combine with
+    /// [`Self::listen_address`] for an address added there.
+    pub fn netns(mut self, netns: NsHandle) -> Self {
+        self.netns = Some(netns);
+        self
+    }
+
     pub fn start(self) -> TestSshd {
         TestSshd::start_with(self)
     }
@@ -70,6 +86,8 @@ impl TestSshdBuilder {
 /// A running OpenSSH server; killed, with its sessions, on drop.
 pub struct TestSshd {
     port: u16,
+    listen: IpAddr,
+    netns: Option<NsHandle>,
     user: &'static str,
     host_keys: Vec<KeyPair>,
     user_key: KeyPair,
@@ -134,13 +152,16 @@ impl TestSshd {
 
         let config_path = dir.path().join("sshd_config");
         let user = current_user();
+        let listen = options.listen.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
         write_file(
             &config_path,
-            &sshd_config(dir.path(), user, &host_keys, &options.config_lines),
+            &sshd_config(dir.path(), user, listen, &host_keys, &options.config_lines),
         );
 
         let mut sshd = TestSshd {
             port: 0,
+            listen,
+            netns: options.netns,
             user,
             host_keys,
             user_key,
@@ -171,7 +192,11 @@ impl TestSshd {
     /// Runs sshd on `port` and waits until it says it is listening.
     fn spawn(&self, port: u16) -> Result<Child, Spawn> {
         let offset = self.log.end_offset();
-        let mut child = Command::new(SSHD)
+        let mut command = Command::new(SSHD);
+        if let Some(netns) = &self.netns {
+            netns.wrap(&mut command);
+        }
+        let mut child = command
             .args([
                 "-D",
                 "-e",
@@ -185,7 +210,7 @@ impl TestSshd {
             .stderr(self.log.stdio())
             .spawn()
             .map_err(|err| Spawn::Failed(format!("could not run {SSHD}: {err}")))?;
-        let ready = format!("Server listening on 127.0.0.1 port {port}.");
+        let ready = format!("Server listening on {} port {port}.", self.listen);
         let deadline = Instant::now() + TIMEOUT;
         loop {
             let said = self.log.contents_since(offset);
@@ -215,7 +240,12 @@ impl TestSshd {
     }
 
     pub fn addr(&self) -> SocketAddr {
-        SocketAddr::from((Ipv4Addr::LOCALHOST, self.port))
+        SocketAddr::new(self.listen, self.port)
+    }
+
+    /// The address sshd listens on: 127.0.0.1 unless the builder chose another.
+    pub fn listen_ip(&self) -> IpAddr {
+        self.listen
     }
 
     /// The temp dir holding every file of this server.
@@ -291,7 +321,11 @@ impl TestSshd {
     /// ESTABLISHED TCP connections to the server's port, read from `/proc/net/tcp{,6}`: the
     /// number of SSH connections clients hold right now.
     pub fn established_connections(&self) -> usize {
-        procfs::established_connections(self.port)
+        match (&self.netns, &self.child) {
+            // /proc/net is the reader's namespace; /proc/PID/net is sshd's.
+            (Some(_), Some(child)) => procfs::established_connections_of(child.id(), self.port),
+            _ => procfs::established_connections(self.port),
+        }
     }
 
     /// Re-checks [`Self::established_connections`] until it equals `expected` or `timeout`

@@ -1,6 +1,7 @@
 //! The files in a [`TestSshd`]'s dir: the server's `sshd_config`, and for clients a
 //! `known_hosts` and an `ssh_config`, plus deliberately wrong variants of them.
 
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -49,9 +50,9 @@ impl TestSshd {
         keys::generate(self.dir(), file_name, kind, passphrase)
     }
 
-    /// How known_hosts names this server: `[127.0.0.1]:PORT`.
+    /// How known_hosts names this server: `[127.0.0.1]:PORT` (or its listen address).
     pub fn known_hosts_pattern(&self) -> String {
-        format!("[127.0.0.1]:{}", self.port())
+        format!("[{}]:{}", self.listen_ip(), self.port())
     }
 
     pub(super) fn write_client_files(&self) {
@@ -68,7 +69,7 @@ impl TestSshd {
     /// `{known_hosts}` and `{dir}` filled in.
     pub fn render(&self, template: &str) -> String {
         template
-            .replace("{host}", "127.0.0.1")
+            .replace("{host}", &self.listen_ip().to_string())
             .replace("{port}", &self.port().to_string())
             .replace("{user}", self.user())
             .replace("{user_key}", path_str(self.user_key_path()))
@@ -156,6 +157,7 @@ impl TestSshd {
 pub(super) fn sshd_config(
     dir: &Path,
     user: &str,
+    listen: IpAddr,
     host_keys: &[KeyPair],
     extra: &[String],
 ) -> String {
@@ -165,7 +167,7 @@ pub(super) fn sshd_config(
         config.push_str(line);
         config.push('\n');
     }
-    config.push_str("ListenAddress 127.0.0.1\n");
+    config.push_str(&format!("ListenAddress {listen}\n"));
     for key in host_keys {
         config.push_str(&format!("HostKey {}\n", path_str(&key.private_path)));
     }
