@@ -1,0 +1,72 @@
+//! End-to-end spec: when the local address under an SSH session disappears (Wi-Fi to hotspot),
+//! the daemon notices from the kernel's address events and gives the session up within about a
+//! second, instead of the minute its keepalives would take; Linux itself keeps such a
+//! connection open silently. Runs in a network namespace of its own; skips (with a message)
+//! where namespaces are unavailable, i.e. not root or no `ip netns`. CI runs it as root.
+
+mod common;
+
+use std::io::Read;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use common::netns::NetNs;
+use common::{TIMEOUT, TestDaemon, TestSshd, free_port, path_str};
+
+/// The address sshd listens on, which the daemon's session also uses as its local address.
+const CIDR: &str = "10.77.1.1/32";
+
+/// Reads sshd's banner through the daemon's forward: proves a session carries the forward.
+fn read_banner_through(netns: &NetNs, port: u16) {
+    let mut stream = netns.connect(SocketAddr::from(([127, 0, 0, 1], port)));
+    stream
+        .set_read_timeout(Some(TIMEOUT))
+        .expect("read timeout");
+    let mut banner = [0; 8];
+    stream
+        .read_exact(&mut banner)
+        .expect("read the banner through the forward");
+    assert_eq!(&banner, b"SSH-2.0-");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_the_sessions_local_address_ends_it_within_a_second_and_the_next_client_gets_a_new_one()
+ {
+    let Some(netns) = NetNs::create() else { return };
+    netns.add_address(CIDR);
+    let ip: IpAddr = "10.77.1.1".parse().expect("address");
+    let sshd = TestSshd::builder()
+        .netns(netns.handle())
+        .listen_address(ip)
+        .start();
+    let port = free_port();
+    // Keepalives every 15 s x 3: they would need a minute to notice.
+    let daemon = TestDaemon::builder()
+        .netns(netns.handle())
+        .config_text(format!(
+            "ssh_config = \"{config}\"\n[[forward]]\nlisten = \"127.0.0.1:{port}\"\nhost = \"test\"\ntarget = \"{target}\"\n",
+            config = path_str(&sshd.ssh_config_path()),
+            target = sshd.addr(),
+        ))
+        .start();
+    daemon.wait_for_log("listening", TIMEOUT).await;
+    read_banner_through(&netns, port);
+    let up = daemon.wait_for_log("session up", TIMEOUT).await;
+    assert!(up.contains("local=10.77.1.1:"), "{up}");
+
+    let deleted_at = Instant::now();
+    netns.del_address(CIDR);
+    let down = daemon.wait_for_log("session down", TIMEOUT).await;
+    let detected = deleted_at.elapsed();
+
+    eprintln!("session given up {detected:?} after its local address was deleted");
+    assert!(down.contains("local address 10.77.1.1 is gone"), "{down}");
+    assert!(
+        detected < Duration::from_secs(5),
+        "took {detected:?}: the keepalives, not the address event, found it"
+    );
+
+    netns.add_address(CIDR);
+    read_banner_through(&netns, port);
+    assert_eq!(daemon.log_file().count("session up"), 2);
+}

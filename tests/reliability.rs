@@ -1,0 +1,193 @@
+//! End-to-end spec: faults on the path to the server go unnoticed by local clients as far as
+//! possible. A fault-injecting proxy sits between the daemon and the real sshd: a blackholed
+//! session (a network migration: no FIN, no RST, just silence) is found out by a probe when a
+//! connection needs it, or by keepalives within interval x (max + 1); the connection that
+//! arrived meanwhile is held and served on a new session, not refused. A slow path is not
+//! mistaken for a dead one, and a server that restarts serves the client held across it.
+
+mod common;
+mod forwarding_support;
+
+use std::time::Duration;
+
+use common::proxy::FaultProxy;
+use common::{DataServer, TIMEOUT, TestSshd, write_file};
+use forwarding_support::{Forward, assert_reset, drain, echo_once, start_daemon_with};
+use tokio::time::Instant;
+
+/// An ssh_config like the test sshd's, but reaching it through `proxy`, with a known_hosts
+/// that lists the server's keys under the proxy's port.
+fn ssh_config_via(sshd: &TestSshd, proxy: &FaultProxy) -> std::path::PathBuf {
+    let via_port = |path: &std::path::Path, from: String, to: String| {
+        let original = std::fs::read_to_string(path).expect("read the sshd's client files");
+        let text = original.replace(&from, &to);
+        assert_ne!(text, original, "{} does not mention {from}", path.display());
+        text
+    };
+    let known_hosts = sshd.dir().join(format!("known_hosts.via_{}", proxy.port()));
+    let (sshd_port, proxy_port) = (sshd.port(), proxy.port());
+    write_file(
+        &known_hosts,
+        &via_port(
+            &sshd.known_hosts_path(),
+            format!("]:{sshd_port} "),
+            format!("]:{proxy_port} "),
+        ),
+    );
+    let config = via_port(
+        &sshd.ssh_config_path(),
+        format!("Port {sshd_port}"),
+        format!("Port {proxy_port}"),
+    )
+    .replace(
+        common::path_str(&sshd.known_hosts_path()),
+        common::path_str(&known_hosts),
+    );
+    let path = sshd.dir().join(format!("ssh_config.via_{proxy_port}"));
+    write_file(&path, &config);
+    path
+}
+
+struct Setup {
+    sshd: TestSshd,
+    proxy: FaultProxy,
+    echo: DataServer,
+    forward: Forward,
+    daemon: common::TestDaemon,
+}
+
+async fn setup(settings: &str) -> Setup {
+    let sshd = TestSshd::start();
+    let proxy = FaultProxy::start(sshd.addr()).await;
+    let echo = DataServer::echo().await;
+    let forward = Forward::new("echo", echo.addr());
+    let daemon = start_daemon_with(&ssh_config_via(&sshd, &proxy), settings, &[&forward]).await;
+    Setup {
+        sshd,
+        proxy,
+        echo,
+        forward,
+        daemon,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_arriving_on_a_blackholed_session_is_held_and_served_on_a_new_one() {
+    // Keepalives every 15 s would take a minute: only the probe can find this out in time.
+    let s = setup("").await;
+    let mut before = s.forward.connect().await;
+    echo_once(&mut before, b"before the migration").await;
+
+    s.proxy.blackhole();
+    let started = Instant::now();
+    let mut held = s.forward.connect().await;
+    echo_once(&mut held, b"after the migration").await;
+    let served_after = started.elapsed();
+
+    eprintln!("client held across a blackholed session, served after {served_after:?}");
+    let line = s.daemon.wait_for_log("session down", TIMEOUT).await;
+    assert!(line.contains("no reply to a probe"), "{line}");
+    let (_, ended) = tokio::time::timeout(TIMEOUT, drain(&mut before))
+        .await
+        .expect("the connection on the dead session was not cut");
+    assert_reset(ended, "connection on the blackholed session");
+    assert_eq!(s.daemon.log_file().count("session up"), 2);
+    assert_eq!(s.daemon.log_file().count("connection refused"), 0);
+    assert_eq!(s.proxy.accepted(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keepalives_find_a_blackholed_session_within_interval_times_max_plus_one() {
+    let s = setup("keepalive_interval = \"1s\"\nkeepalive_max = 2").await;
+    let mut open = s.forward.connect().await;
+    echo_once(&mut open, b"before the migration").await;
+
+    s.proxy.blackhole();
+    let started = Instant::now();
+    let (_, ended) = tokio::time::timeout(TIMEOUT, drain(&mut open))
+        .await
+        .expect("the connection on the dead session was not cut");
+    let detected = started.elapsed();
+
+    eprintln!("blackholed session declared dead after {detected:?} (bound 3 s)");
+    assert_reset(ended, "connection on the blackholed session");
+    // Nothing was in flight, so only the keepalives could tell: not before two intervals.
+    assert!(
+        detected >= Duration::from_secs(2),
+        "declared dead after {detected:?}, before the keepalives could have"
+    );
+    assert!(
+        detected < Duration::from_secs(3) + Duration::from_millis(1500),
+        "declared dead only after {detected:?}; the bound is interval x (max + 1) = 3 s"
+    );
+    // The next client gets a new session at once.
+    let mut next = s.forward.connect().await;
+    echo_once(&mut next, b"on a new session").await;
+    assert_eq!(s.daemon.log_file().count("session up"), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_path_is_not_mistaken_for_a_dead_one() {
+    let s = setup("").await;
+    let mut open = s.forward.connect().await;
+    echo_once(&mut open, b"fast").await;
+
+    // Each direction delayed 700 ms: a channel open takes 1.4 s, longer than the 1 s after
+    // which the session is probed; the probe's reply comes within its 2 s deadline.
+    s.proxy.set_delay(Duration::from_millis(700));
+    let mut slow = s.forward.connect().await;
+    echo_once(&mut slow, b"slow but alive").await;
+    echo_once(&mut open, b"still there").await;
+
+    s.daemon
+        .wait_for_log("probing session: a channel open got no reply", TIMEOUT)
+        .await;
+    assert_eq!(s.daemon.log_file().count("session down"), 0);
+    assert_eq!(s.daemon.log_file().count("session up"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reset_session_is_replaced_for_the_next_client() {
+    let s = setup("").await;
+    let mut open = s.forward.connect().await;
+    echo_once(&mut open, b"before").await;
+
+    s.proxy.reset_all();
+    let (_, ended) = tokio::time::timeout(TIMEOUT, drain(&mut open))
+        .await
+        .expect("the connection on the reset session was not cut");
+    assert_reset(ended, "connection on a reset session");
+    s.daemon.wait_for_log("session down", TIMEOUT).await;
+
+    let mut next = s.forward.connect().await;
+    echo_once(&mut next, b"after").await;
+    assert_eq!(s.daemon.log_file().count("reconnecting"), 1);
+    assert_eq!(s.echo.accepted(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_held_across_an_sshd_restart_is_served_when_it_is_back() {
+    let mut s = setup("").await;
+    let mut open = s.forward.connect().await;
+    echo_once(&mut open, b"before").await;
+
+    s.sshd.stop();
+    let (_, ended) = tokio::time::timeout(TIMEOUT, drain(&mut open))
+        .await
+        .expect("the connection was not cut when sshd died");
+    assert_reset(ended, "connection through a crashed sshd");
+    s.daemon.wait_for_log("session down", TIMEOUT).await;
+
+    // The server is down: the first attempt fails, the client is held for the retry.
+    let mut held = s.forward.connect().await;
+    let line = s
+        .daemon
+        .wait_for_log("session failed (transient)", TIMEOUT)
+        .await;
+    assert!(line.contains("next attempt"), "{line}");
+    s.sshd.start_again();
+    echo_once(&mut held, b"served after the restart").await;
+
+    assert_eq!(s.daemon.log_file().count("session up"), 2);
+    assert_eq!(s.daemon.log_file().count("connection refused"), 0);
+}
