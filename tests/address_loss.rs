@@ -70,3 +70,53 @@ async fn losing_the_sessions_local_address_ends_it_within_a_second_and_the_next_
     read_banner_through(&netns, port);
     assert_eq!(daemon.log_file().count("session up"), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_network_change_lifts_the_backoff_of_a_host_that_was_unreachable() {
+    let Some(netns) = NetNs::create() else { return };
+    netns.add_address(CIDR);
+    let ip: IpAddr = "10.77.1.1".parse().expect("address");
+    let sshd = TestSshd::builder()
+        .netns(netns.handle())
+        .listen_address(ip)
+        .start();
+    // Offline: sshd's socket stays bound, but nothing routes to its address.
+    netns.del_address(CIDR);
+    let port = free_port();
+    let daemon = TestDaemon::builder()
+        .netns(netns.handle())
+        .config_text(format!(
+            "ssh_config = \"{config}\"\nbackoff_min = \"1h\"\nbackoff_max = \"1h\"\n[[forward]]\nlisten = \"127.0.0.1:{port}\"\nhost = \"test\"\ntarget = \"{target}\"\n",
+            config = path_str(&sshd.ssh_config_path()),
+            target = sshd.addr(),
+        ))
+        .start();
+    daemon.wait_for_log("listening", TIMEOUT).await;
+    let mut offline = netns.connect(SocketAddr::from(([127, 0, 0, 1], port)));
+    offline
+        .set_read_timeout(Some(TIMEOUT))
+        .expect("read timeout");
+    let ended = offline.read(&mut [0; 8]);
+    assert!(
+        ended.as_ref().is_err_and(common::is_reset),
+        "offline client: {ended:?}"
+    );
+    let failed = daemon
+        .wait_for_log("session failed (transient)", TIMEOUT)
+        .await;
+    assert!(
+        failed.contains("next attempt no sooner than in"),
+        "{failed}"
+    );
+
+    // Back online: the next client does not wait out the hour.
+    netns.add_address(CIDR);
+    daemon
+        .wait_for_log(
+            "network changed: the next connection retries at once",
+            TIMEOUT,
+        )
+        .await;
+    read_banner_through(&netns, port);
+    assert_eq!(daemon.log_file().count("session up"), 1);
+}

@@ -1,7 +1,7 @@
 //! Feeds evidence of network changes to the session manager: kernel address/link events, a
 //! once-a-second check of the local addresses (for systems without an event source), and wall
-//! clock jumps (sleep and wake). Runs only while some session is up, so an idle daemon does not
-//! wake at all.
+//! clock jumps (sleep and wake). The once-a-second timer runs only while some session is up,
+//! so an idle daemon does not wake at all.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,34 +24,34 @@ pub async fn watch_network(sessions: Arc<SessionManager>, stop: CancellationToke
             None
         }
     };
+    let mut clock = ClockWatch::new();
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        if !sessions.any_session_up() {
-            tokio::select! {
-                () = sessions.session_came_up() => {}
-                () = stop.cancelled() => return,
-            }
-        }
-        let mut clock = ClockWatch::new();
-        let mut tick = tokio::time::interval(TICK);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        while sessions.any_session_up() {
-            tokio::select! {
-                changed = next_event(&mut events) => {
-                    if let Err(e) = changed {
-                        debug!("network change events failed ({e}); checking every {TICK:?}");
-                        events = None;
-                    }
-                    sessions.network_changed();
+        // Address events are listened to always (they cost nothing until the network
+        // changes, and may lift a failed host's backoff); the timer runs only while a
+        // session is up.
+        let ticking = sessions.any_session_up();
+        tokio::select! {
+            changed = next_event(&mut events) => {
+                if let Err(e) = changed {
+                    debug!("network change events failed ({e}); checking every {TICK:?}");
+                    events = None;
                 }
-                _ = tick.tick() => {
-                    if let Some(jump) = clock.check() {
-                        sessions.clock_jumped(jump.amount());
-                    } else {
-                        sessions.check_local_addresses();
-                    }
-                }
-                () = stop.cancelled() => return,
+                sessions.network_changed();
             }
+            _ = tick.tick(), if ticking => {
+                if let Some(jump) = clock.check() {
+                    sessions.clock_jumped(jump.amount());
+                } else {
+                    sessions.check_local_addresses();
+                }
+            }
+            () = sessions.session_came_up(), if !ticking => {
+                clock = ClockWatch::new();
+                tick.reset();
+            }
+            () = stop.cancelled() => return,
         }
     }
 }

@@ -139,7 +139,7 @@ impl HostSlot {
     /// After a network change a transient failure may be gone: let the next connection try at
     /// once. Permanent failures keep their delay.
     pub(super) fn forgive_transient_failure(&self) {
-        self.state.send_if_modified(|s| match &s.phase {
+        let forgiven = self.state.send_if_modified(|s| match &s.phase {
             Phase::Backoff { until, error } if !error.is_permanent() && *until > Instant::now() => {
                 s.phase = Phase::Backoff {
                     until: Instant::now(),
@@ -149,6 +149,9 @@ impl HostSlot {
             }
             _ => false,
         });
+        if forgiven {
+            info!(host = %self.host(), "network changed: the next connection retries at once");
+        }
     }
 
     /// The live session, if the slot has one.
