@@ -92,14 +92,19 @@ async fn a_network_change_lifts_the_backoff_of_a_host_that_was_unreachable() {
         ))
         .start();
     daemon.wait_for_log("listening", TIMEOUT).await;
-    let mut offline = netns.connect(SocketAddr::from(([127, 0, 0, 1], port)));
-    offline
-        .set_read_timeout(Some(TIMEOUT))
-        .expect("read timeout");
-    let ended = offline.read(&mut [0; 8]);
+    // Reset, either once connected or (when the reset wins the race) while connecting.
+    let offline = netns
+        .spawn_thread(move || -> std::io::Result<usize> {
+            let mut stream =
+                std::net::TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], port)))?;
+            stream.set_read_timeout(Some(TIMEOUT))?;
+            stream.read(&mut [0; 8])
+        })
+        .join()
+        .expect("client thread");
     assert!(
-        ended.as_ref().is_err_and(common::is_reset),
-        "offline client: {ended:?}"
+        offline.as_ref().is_err_and(common::is_reset),
+        "offline client: {offline:?}"
     );
     let failed = daemon
         .wait_for_log("session failed (transient)", TIMEOUT)
