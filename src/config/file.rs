@@ -30,6 +30,7 @@ struct RawConfig {
     connect_timeout: Option<Spanned<String>>,
     keepalive_interval: Option<Spanned<String>>,
     keepalive_max: Option<Spanned<i64>>,
+    exit_when_idle: Option<Spanned<String>>,
     #[serde(default)]
     host: BTreeMap<String, RawHost>,
     #[serde(default)]
@@ -117,6 +118,7 @@ pub(super) fn parse(
         keepalive_interval: cx.duration("keepalive_interval", &raw.keepalive_interval)?,
         keepalive_max: cx.count("keepalive_max", &raw.keepalive_max)?,
     };
+    let exit_when_idle = cx.duration("exit_when_idle", &raw.exit_when_idle)?;
     let mut hosts = BTreeMap::new();
     for (name, host) in &raw.host {
         hosts.insert(name.clone(), cx.host(name, host)?);
@@ -146,6 +148,7 @@ pub(super) fn parse(
         ssh_config,
         control_socket,
         defaults,
+        exit_when_idle,
         hosts,
         forwards,
         source: Some(origin.to_path_buf()),

@@ -44,6 +44,9 @@ pub struct Config {
     pub control_socket: Option<PathBuf>,
     /// Top-level session settings, as written.
     pub defaults: Defaults,
+    /// Exit (status 0) after this long with no session up and no connection open; meant for
+    /// socket activation, where the socket manager keeps the ports and starts us again.
+    pub exit_when_idle: Option<Duration>,
     /// `[host.NAME]` tables, keyed by NAME; see [`Config::host_override`].
     pub hosts: BTreeMap<String, HostOverride>,
     /// In file order; never empty, names unique, listen addresses disjoint.
@@ -263,6 +266,7 @@ fn ad_hoc_with(
         ssh_config: paths::expand_tilde_with(DEFAULT_SSH_CONFIG, home)?,
         control_socket: None,
         defaults: Defaults::default(),
+        exit_when_idle: None,
         hosts: BTreeMap::new(),
         forwards,
         source: None,
