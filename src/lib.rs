@@ -13,5 +13,6 @@ pub mod daemon;
 pub mod forward;
 pub mod known_hosts;
 pub mod listener;
+pub mod service;
 pub mod session;
 pub mod ssh_config;

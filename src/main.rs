@@ -5,12 +5,15 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use lazytunnel::config::Config;
-use lazytunnel::{check, daemon, listener};
+use lazytunnel::listener::BoundForward;
+use lazytunnel::service::lock::InstanceLock;
+use lazytunnel::service::{activation, detach, idle, paths, systemd};
+use lazytunnel::{check, daemon};
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 use tracing_subscriber::EnvFilter;
 
 /// Lazy, multiplexed, self-healing SSH port forwarding.
@@ -31,7 +34,8 @@ enum Command {
 
 #[derive(Args)]
 struct RunArgs {
-    /// Stay in the foreground and log to stderr.
+    /// Stay in the foreground and log to stderr (else detach and log to
+    /// $XDG_STATE_HOME/lazytunnel/lazytunnel.log).
     #[arg(long)]
     foreground: bool,
     /// Configuration file [default: $XDG_CONFIG_HOME/lazytunnel/config.toml].
@@ -100,25 +104,52 @@ fn check(args: CheckArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Everything that can fail for a reason the user must fix (config, ports, another instance)
+/// happens before detaching, so that it reaches the terminal with a non-zero exit.
 fn run(args: RunArgs) -> anyhow::Result<()> {
-    if !args.foreground {
-        bail!("running in the background is not available yet: use `lazytunnel run --foreground`");
-    }
-    init_logging(args.verbose, args.quiet);
+    init_logging(args.verbose, args.quiet, args.foreground);
     let config = match &args.destination {
         Some(destination) => Config::ad_hoc(&args.local_forwards, destination)?,
         None => load_config(args.config)?,
     };
     let hosts = daemon::resolve_hosts(&config)?;
+    if let Some(after) = config.exit_when_idle.filter(|a| *a < idle::MIN_SENSIBLE) {
+        warn!(
+            "exit_when_idle = {} is below {}: launchd throttles restarts to one per 10 s",
+            humantime::format_duration(after),
+            humantime::format_duration(idle::MIN_SENSIBLE)
+        );
+    }
+    let mut lock = InstanceLock::acquire(&paths::control_socket(&config)?)?;
+    let listeners = activation::open_listeners(&config.forwards)?;
+    let ready = match args.foreground {
+        true => None,
+        false => Some(detach::detach(&paths::log_file()?)?),
+    };
+    lock.write_pid()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let listeners = listener::bind_all(&config.forwards).await?;
+        let bound = listeners
+            .sockets
+            .into_iter()
+            .map(|(forward, socket)| BoundForward::from_std(forward, socket))
+            .collect::<std::io::Result<Vec<_>>>()
+            .context("cannot register the listening sockets")?;
         let shutdown = CancellationToken::new();
         tokio::spawn(stop_on_signal(shutdown.clone()));
-        daemon::run(hosts, listeners, shutdown).await;
+        let status = format!(
+            "serving {} forwards ({} sockets inherited)",
+            config.forwards.len(),
+            listeners.inherited
+        );
+        systemd::notify_ready(&status);
+        if let Some(ready) = ready {
+            ready.signal();
+        }
+        daemon::run(hosts, bound, shutdown, config.exit_when_idle).await;
         Ok(())
     })
 }
@@ -146,7 +177,7 @@ async fn stop_on_signal(shutdown: CancellationToken) {
     std::process::exit(1);
 }
 
-fn init_logging(verbose: u8, quiet: bool) {
+fn init_logging(verbose: u8, quiet: bool, foreground: bool) {
     let default = match (quiet, verbose) {
         (true, _) => "warn",
         (false, 0) => "info",
@@ -154,8 +185,10 @@ fn init_logging(verbose: u8, quiet: bool) {
         (false, _) => "lazytunnel=trace,debug",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    // Colour only for a person at a terminal, never in log files.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
+    // Colour only for a person at a terminal, never in log files (where a background
+    // daemon's stderr goes once it has detached).
+    let ansi = foreground
+        && std::io::IsTerminal::is_terminal(&std::io::stderr())
         && std::env::var_os("NO_COLOR").is_none();
     tracing_subscriber::fmt()
         .with_env_filter(filter)

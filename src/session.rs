@@ -242,6 +242,13 @@ impl SessionManager {
         Ok((session, count))
     }
 
+    /// Whether any host has a session open, or one being opened or retired right now.
+    pub fn has_live_session(&self) -> bool {
+        self.hosts
+            .values()
+            .any(|slot| slot.current.try_lock().map_or(true, |s| s.is_some()))
+    }
+
     /// Closes every session and waits for their watchers to finish.
     pub async fn close_all(&self) {
         for slot in self.hosts.values() {
