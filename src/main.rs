@@ -9,6 +9,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use lazytunnel::config::Config;
 use lazytunnel::listener::BoundForward;
+use lazytunnel::service::install::{self, Manager};
 use lazytunnel::service::lock::InstanceLock;
 use lazytunnel::service::{activation, detach, idle, paths, systemd};
 use lazytunnel::{check, daemon};
@@ -30,6 +31,58 @@ enum Command {
     Run(RunArgs),
     /// Validate the configuration and print what it resolves to.
     Check(CheckArgs),
+    /// Install a launchd agent or systemd user units that run lazytunnel.
+    Install {
+        #[command(subcommand)]
+        manager: InstallManager,
+    },
+    /// Stop and remove what `install` set up.
+    Uninstall {
+        #[command(subcommand)]
+        manager: UninstallManager,
+    },
+}
+
+#[derive(Subcommand)]
+enum InstallManager {
+    /// ~/Library/LaunchAgents/LABEL.plist, loaded with launchctl (on macOS).
+    Launchd {
+        #[command(flatten)]
+        common: InstallArgs,
+        /// The job's launchd label, also the plist's file name.
+        #[arg(long, default_value = install::launchd::DEFAULT_LABEL)]
+        label: String,
+    },
+    /// ~/.config/systemd/user/lazytunnel.service (and .socket), enabled with systemctl --user.
+    Systemd {
+        #[command(flatten)]
+        common: InstallArgs,
+    },
+}
+
+#[derive(Args)]
+struct InstallArgs {
+    /// Let the service manager hold the ports and start lazytunnel on the first connection
+    /// (pair it with `exit_when_idle` in the config).
+    #[arg(long)]
+    socket_activated: bool,
+    /// Write the files to stdout instead, and show the commands without running them.
+    #[arg(long)]
+    print: bool,
+    /// Configuration file [default: $XDG_CONFIG_HOME/lazytunnel/config.toml].
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum UninstallManager {
+    /// Unload and remove ~/Library/LaunchAgents/LABEL.plist.
+    Launchd {
+        #[arg(long, default_value = install::launchd::DEFAULT_LABEL)]
+        label: String,
+    },
+    /// Disable and remove the systemd user units.
+    Systemd,
 }
 
 #[derive(Args)]
@@ -74,6 +127,11 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run(args),
         Command::Check(args) => check(args),
+        Command::Install { manager } => install(manager),
+        Command::Uninstall { manager } => match manager {
+            UninstallManager::Launchd { label } => install::uninstall(Manager::Launchd, &label),
+            UninstallManager::Systemd => install::uninstall(Manager::Systemd, ""),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -102,6 +160,23 @@ fn check(args: CheckArgs) -> anyhow::Result<()> {
     let hosts = daemon::resolve_hosts(&config)?;
     print!("{}", check::render(&config, &hosts));
     Ok(())
+}
+
+fn install(manager: InstallManager) -> anyhow::Result<()> {
+    let (manager, common, label) = match manager {
+        InstallManager::Launchd { common, label } => (Manager::Launchd, common, label),
+        InstallManager::Systemd { common } => (Manager::Systemd, common, String::new()),
+    };
+    install::install(&install::Request {
+        manager,
+        socket_activated: common.socket_activated,
+        label,
+        print: common.print,
+        config: match common.config {
+            Some(path) => path,
+            None => Config::default_path()?,
+        },
+    })
 }
 
 /// Everything that can fail for a reason the user must fix (config, ports, another instance)

@@ -6,6 +6,7 @@
 pub mod activation;
 pub mod detach;
 pub mod idle;
+pub mod install;
 pub mod launchd;
 pub mod lock;
 pub mod paths;

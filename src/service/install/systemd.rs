@@ -1,0 +1,75 @@
+//! systemd user units: `lazytunnel.service`, and for socket activation `lazytunnel.socket`.
+
+use std::fmt::Write;
+
+use super::Job;
+
+pub const SERVICE: &str = "lazytunnel.service";
+pub const SOCKET: &str = "lazytunnel.socket";
+
+const HEADER: &str =
+    "# Written by `lazytunnel install systemd`; `lazytunnel uninstall systemd` removes it.\n";
+
+/// The service unit. `Type=notify`: lazytunnel reports READY=1 once it serves. Socket-activated,
+/// it has no `[Install]` section of its own: the socket unit starts it.
+pub fn render_service(job: &Job) -> String {
+    let mut out = String::from(HEADER);
+    out.push_str("[Unit]\nDescription=lazytunnel: lazy SSH port forwarding\n");
+    if job.sockets.is_some() {
+        let _ = writeln!(out, "Requires={SOCKET}\nAfter={SOCKET}");
+    }
+    out.push_str("\n[Service]\nType=notify\n");
+    let command: Vec<String> = job.command().iter().map(|a| quote(a)).collect();
+    let _ = writeln!(out, "ExecStart={}", command.join(" "));
+    out.push_str("Restart=on-failure\nRestartSec=5s\n");
+    if job.sockets.is_none() {
+        out.push_str("\n[Install]\nWantedBy=default.target\n");
+    }
+    out
+}
+
+/// The socket unit: one `ListenStream=` per forward with its address written out (a bare port
+/// would listen on every interface). systemd gives every socket of a unit the same
+/// `FileDescriptorName`, so lazytunnel tells them apart by address.
+pub fn render_socket(job: &Job) -> String {
+    let mut out = String::from(HEADER);
+    out.push_str("[Unit]\nDescription=lazytunnel: listening sockets of its forwards\n\n[Socket]\n");
+    for (name, listen) in job.sockets.iter().flatten() {
+        let _ = writeln!(out, "# forward {name}\nListenStream={listen}");
+    }
+    out.push_str("FileDescriptorName=lazytunnel\n");
+    out.push_str("\n[Install]\nWantedBy=sockets.target\n");
+    out
+}
+
+/// One word of an `ExecStart=` line: double-quoted, with `\` and `"` escaped, and `%` and `$`
+/// doubled so that systemd expands no specifier or variable in a path.
+pub fn quote(arg: &str) -> String {
+    let mut out = String::with_capacity(arg.len() + 2);
+    out.push('"');
+    for c in arg.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '%' => out.push_str("%%"),
+            '$' => out.push_str("$$"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exec_start_words_are_quoted_and_unexpanded() {
+        assert_eq!(quote("/usr/bin/lazytunnel"), "\"/usr/bin/lazytunnel\"");
+        assert_eq!(
+            quote(r#"/a b/%h/$HOME/"q"\"#),
+            r#""/a b/%%h/$$HOME/\"q\"\\""#
+        );
+    }
+}
