@@ -98,8 +98,8 @@ pub fn assign(forwards: &[Forward], inherited: Vec<Inherited>) -> Vec<(usize, Tc
             Err(e) => {
                 warn!(
                     fd = raw,
-                    name = shown,
-                    source,
+                    name = %shown,
+                    %source,
                     "inherited descriptor is not a listening TCP socket ({e}); closing it"
                 );
                 continue;
@@ -109,11 +109,11 @@ pub fn assign(forwards: &[Forward], inherited: Vec<Inherited>) -> Vec<(usize, Tc
         let shown_addr = addr.map(|a| a.to_string()).unwrap_or_default();
         match match_forward(forwards, name.as_deref(), addr) {
             Some(i) => {
-                info!(forward = %forwards[i].name, listen = %shown_addr, fd = raw, source, "inherited socket");
+                info!(forward = %forwards[i].name, listen = %shown_addr, fd = raw, %source, "inherited socket");
                 assigned.push((i, listener));
             }
             None => {
-                warn!(fd = raw, name = shown, listen = %shown_addr, source, "inherited socket matches no forward by name or address; closing it");
+                warn!(fd = raw, name = %shown, listen = %shown_addr, %source, "inherited socket matches no forward by name or address; closing it");
             }
         }
     }
