@@ -326,7 +326,7 @@ where
 }
 
 /// Runs `command` to completion, killing it if it takes longer than [`TIMEOUT`].
-fn output_of(command: &mut Command) -> Output {
+pub fn output_of(command: &mut Command) -> Output {
     let child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
