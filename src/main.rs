@@ -216,7 +216,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         let shutdown = CancellationToken::new();
         tokio::spawn(stop_on_signal(shutdown.clone()));
         let status = format!(
-            "serving {} forwards ({} sockets inherited)",
+            "serving {} forward(s), {} inherited socket(s)",
             config.forwards.len(),
             listeners.inherited
         );

@@ -1,7 +1,8 @@
 //! End-to-end specs of socket activation: the daemon started by the real
 //! `systemd-socket-activate`, and by a harness that passes listeners on fds 3.. as systemd does,
 //! serving the inherited sockets through a real sshd; sockets matched by name, else by address;
-//! strays closed; `exit_when_idle` exiting 0 and a later start serving what queued meanwhile.
+//! strays closed; `exit_when_idle` exiting 0 and a later start serving what queued meanwhile;
+//! READY=1 and a status line on `NOTIFY_SOCKET`.
 
 mod common;
 mod forwarding_support;
@@ -175,4 +176,34 @@ async fn after_an_idle_exit_a_restart_on_the_held_socket_serves_the_connection_t
         .expect("read the echo");
     assert_eq!(&back, b"queued");
     assert_eq!(setup.log.count("inherited socket"), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_systemd_it_reports_ready_with_a_status_line_once_it_listens() {
+    let sshd = TestSshd::start();
+    let echo = DataServer::echo().await;
+    let forward = Forward::new("echo", echo.addr());
+    let dir = tempfile::tempdir().expect("temp dir");
+    let socket_path = dir.path().join("notify.sock");
+    let notify = tokio::net::UnixDatagram::bind(&socket_path).expect("bind the notify socket");
+    let daemon = common::TestDaemon::builder()
+        .config_text(config_text(&sshd.ssh_config_path(), "", &[&forward]))
+        .env("NOTIFY_SOCKET", &socket_path)
+        .start();
+
+    let mut message = vec![0; 4096];
+    let len = tokio::time::timeout(TIMEOUT, notify.recv(&mut message))
+        .await
+        .expect("no notification within TIMEOUT")
+        .expect("receive the notification");
+    let message = String::from_utf8_lossy(&message[..len]).into_owned();
+    let lines: Vec<&str> = message.lines().collect();
+    assert!(lines.contains(&"READY=1"), "{message}");
+    let status: Vec<&&str> = lines.iter().filter(|l| l.starts_with("STATUS=")).collect();
+    assert_eq!(status.len(), 1, "{message}");
+    assert!(status[0].contains("serving 1 forward"), "{message}");
+    // Ready means listening: the port answers.
+    let mut client = forward.connect().await;
+    echo_once(&mut client, b"ready").await;
+    drop(daemon);
 }

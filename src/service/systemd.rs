@@ -116,11 +116,6 @@ pub fn notify_ready(status: &str) {
     ]);
 }
 
-/// Tells systemd that we are shutting down on purpose.
-pub fn notify_stopping() {
-    notify(&[sd_notify::NotifyState::Stopping]);
-}
-
 fn notify(states: &[sd_notify::NotifyState]) {
     if std::env::var_os("NOTIFY_SOCKET").is_none() {
         return;
