@@ -255,6 +255,10 @@ fn systemd_socket_activated_units_list_every_forward_and_pass_verification() {
         ["127.0.0.1:4445", "[::1]:5432"]
     );
     assert_eq!(keys(socket, "WantedBy"), ["sockets.target"]);
+    assert_eq!(
+        keys(socket, "FileDescriptorName"),
+        ["lazytunnel+by-address"]
+    );
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(
         said.contains("systemctl --user enable --now lazytunnel.socket"),

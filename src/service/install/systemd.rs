@@ -7,6 +7,9 @@ use super::Job;
 pub const SERVICE: &str = "lazytunnel.service";
 pub const SOCKET: &str = "lazytunnel.socket";
 
+/// Not a valid forward name, so never matched by name.
+pub const FD_NAME: &str = "lazytunnel+by-address";
+
 const HEADER: &str =
     "# Written by `lazytunnel install systemd`; `lazytunnel uninstall systemd` removes it.\n";
 
@@ -30,14 +33,15 @@ pub fn render_service(job: &Job) -> String {
 
 /// The socket unit: one `ListenStream=` per forward with its address written out (a bare port
 /// would listen on every interface). systemd gives every socket of a unit the same
-/// `FileDescriptorName`, so lazytunnel tells them apart by address.
+/// `FileDescriptorName`, so lazytunnel tells them apart by address; the name is one no forward
+/// can have (`+`), lest every socket go to a forward of that name.
 pub fn render_socket(job: &Job) -> String {
     let mut out = String::from(HEADER);
     out.push_str("[Unit]\nDescription=lazytunnel: listening sockets of its forwards\n\n[Socket]\n");
     for (name, listen) in job.sockets.iter().flatten() {
         let _ = writeln!(out, "# forward {name}\nListenStream={listen}");
     }
-    out.push_str("FileDescriptorName=lazytunnel\n");
+    let _ = writeln!(out, "FileDescriptorName={FD_NAME}");
     out.push_str("\n[Install]\nWantedBy=sockets.target\n");
     out
 }
@@ -63,6 +67,15 @@ pub fn quote(arg: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_socket_name_cannot_be_a_forward_name() {
+        let text = format!(
+            "[[forward]]\nname = \"{FD_NAME}\"\nlisten = \"1\"\nhost = \"h\"\ntarget = \"t:1\"\n"
+        );
+        let parsed = crate::config::Config::from_str(&text, std::path::Path::new("x.toml"));
+        assert!(parsed.is_err());
+    }
 
     #[test]
     fn exec_start_words_are_quoted_and_unexpanded() {
