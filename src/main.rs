@@ -197,9 +197,15 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     let mut lock = InstanceLock::acquire(&paths::control_socket(&config)?)?;
     let listeners = activation::open_listeners(&config.forwards)?;
-    let ready = match args.foreground {
-        true => None,
-        false => Some(detach::detach(&paths::log_file()?)?),
+    if config.exit_when_idle.is_some() && listeners.inherited == 0 {
+        info!(
+            "exit_when_idle is set but no socket manager passed sockets: the ports close when lazytunnel exits"
+        );
+    }
+    let ready = if args.foreground {
+        None
+    } else {
+        Some(detach::detach(&paths::log_file()?)?)
     };
     lock.write_pid()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -114,6 +114,13 @@ pub fn install(request: &Request) -> anyhow::Result<()> {
             config_path.display()
         ));
     }
+    if !request.socket_activated && config.exit_when_idle.is_some() {
+        plan.notes.push(format!(
+            "{} sets exit_when_idle, which only suits --socket-activated: without it the ports \
+             close whenever lazytunnel exits, until the service manager restarts it.",
+            config_path.display()
+        ));
+    }
     if request.print {
         print_plan(&plan, request.manager);
         return Ok(());
