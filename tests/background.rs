@@ -113,8 +113,11 @@ async fn detached_daemon_serves_refuses_a_second_instance_and_stops_on_sigterm()
         said.contains(path_str(log.path())),
         "the log is not named: {said}"
     );
-    // Ready means serving: the port works as soon as the command has returned.
-    assert!(log.contents().contains("listening"), "{}", log.contents());
+    // The ports are bound before the command returns: a client needs no wait.
+    let (reply, ended) = round_trip(forward.connect().await, b"through the agent".to_vec()).await;
+    ended.expect("clean end");
+    assert_eq!(reply, b"through the agent");
+    log.wait_for_count("daemon", "listening", 1, TIMEOUT).await;
     let in_lock = std::fs::read_to_string(lock_file(&setup)).expect("the lock file");
     assert_eq!(in_lock.trim(), pid.to_string());
     assert!(daemon.is_alive());
@@ -125,10 +128,6 @@ async fn detached_daemon_serves_refuses_a_second_instance_and_stops_on_sigterm()
     );
     let stdin = std::fs::read_link(format!("/proc/{pid}/fd/0")).expect("the daemon's stdin");
     assert_eq!(stdin, PathBuf::from("/dev/null"));
-
-    let (reply, ended) = round_trip(forward.connect().await, b"through the agent".to_vec()).await;
-    ended.expect("clean end");
-    assert_eq!(reply, b"through the agent");
 
     for args in [&["run"][..], &["run", "--foreground"]] {
         let second = output_of(
