@@ -82,7 +82,13 @@ async fn systemd_socket_activate_starts_it_on_the_first_connection_and_it_exits_
     assert!(idle_from.elapsed() >= EXIT_WHEN_IDLE);
     let log = setup.log.contents();
     assert!(log.contains("forward=echo"), "{log}");
-    assert!(log.contains("exit_when_idle: exiting"), "{log}");
+    let exiting = log
+        .find("exit_when_idle: exiting")
+        .unwrap_or_else(|| panic!("no idle exit logged: {log}"));
+    let session_closed = log
+        .find("session closed after idle timeout")
+        .unwrap_or_else(|| panic!("the session was not closed for idleness: {log}"));
+    assert!(session_closed < exiting, "exited with a session up: {log}");
     assert_eq!(sshd.wait_for_connections(0, TIMEOUT).await, 0);
 }
 

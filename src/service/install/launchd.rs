@@ -104,6 +104,39 @@ pub fn escape(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
+
+    fn job(sockets: Option<Vec<(String, SocketAddr)>>) -> Job {
+        Job {
+            program: PathBuf::from("/opt/lazytunnel"),
+            config: PathBuf::from("/home/v/a&b.toml"),
+            log: PathBuf::from("/home/v/Library/Logs/lazytunnel.log"),
+            sockets,
+        }
+    }
+
+    #[test]
+    fn keepalive_agent_runs_at_load_and_is_kept_alive() {
+        let plist = render_plist(DEFAULT_LABEL, &job(None));
+        assert!(plist.contains("<key>KeepAlive</key>\n\t<true/>"), "{plist}");
+        assert!(plist.contains("<key>RunAtLoad</key>\n\t<true/>"), "{plist}");
+        assert!(
+            plist.contains("<string>/home/v/a&amp;b.toml</string>"),
+            "{plist}"
+        );
+        assert!(!plist.contains("Sockets"), "{plist}");
+    }
+
+    #[test]
+    fn socket_activated_agent_has_named_sockets_and_no_keepalive() {
+        let sockets = vec![("smb".to_string(), "127.0.0.1:4445".parse().unwrap())];
+        let plist = render_plist("x.y", &job(Some(sockets)));
+        assert!(!plist.contains("KeepAlive"), "{plist}");
+        assert!(!plist.contains("RunAtLoad"), "{plist}");
+        let smb = "<key>smb</key>\n\t\t<dict>\n\t\t\t<key>SockNodeName</key>\n\t\t\t<string>127.0.0.1</string>";
+        assert!(plist.contains(smb), "{plist}");
+        assert!(plist.contains("<string>4445</string>"), "{plist}");
+    }
 
     #[test]
     fn escapes_markup() {

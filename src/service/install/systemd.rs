@@ -67,6 +67,47 @@ pub fn quote(arg: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
+
+    fn job(sockets: Option<Vec<(String, std::net::SocketAddr)>>) -> Job {
+        Job {
+            program: PathBuf::from("/opt/lazytunnel"),
+            config: PathBuf::from("/home/v/lt.toml"),
+            log: PathBuf::new(),
+            sockets,
+        }
+    }
+
+    #[test]
+    fn a_plain_service_is_wanted_by_the_login_session() {
+        let unit = render_service(&job(None));
+        assert!(unit.contains("\nType=notify\n"), "{unit}");
+        let exec = "\nExecStart=\"/opt/lazytunnel\" \"run\" \"--foreground\" \"--config\" \"/home/v/lt.toml\"\n";
+        assert!(unit.contains(exec), "{unit}");
+        assert!(unit.contains("\nWantedBy=default.target\n"), "{unit}");
+        assert!(!unit.contains(SOCKET), "{unit}");
+    }
+
+    #[test]
+    fn a_socket_activated_service_is_started_by_its_socket() {
+        let sockets = vec![
+            ("smb".to_string(), "127.0.0.1:4445".parse().unwrap()),
+            ("db".to_string(), "[::1]:5432".parse().unwrap()),
+        ];
+        let service = render_service(&job(Some(sockets.clone())));
+        assert!(
+            service.contains("\nRequires=lazytunnel.socket\n"),
+            "{service}"
+        );
+        assert!(!service.contains("WantedBy"), "{service}");
+        let socket = render_socket(&job(Some(sockets)));
+        let listens: Vec<&str> = socket
+            .lines()
+            .filter_map(|l| l.strip_prefix("ListenStream="))
+            .collect();
+        assert_eq!(listens, ["127.0.0.1:4445", "[::1]:5432"]);
+        assert!(socket.contains("\nWantedBy=sockets.target\n"), "{socket}");
+    }
 
     #[test]
     fn the_socket_name_cannot_be_a_forward_name() {
