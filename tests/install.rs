@@ -46,6 +46,14 @@ fn lazytunnel(setup: &Setup, args: &[&str]) -> Output {
     output
 }
 
+/// `lazytunnel install ARGS --config CONFIG`, which must succeed.
+fn install(setup: &Setup, config: &Path, args: &[&str]) -> Output {
+    let mut all = vec!["install"];
+    all.extend_from_slice(args);
+    all.extend(["--config", path_str(config)]);
+    lazytunnel(setup, &all)
+}
+
 /// Flattens the plist through plistlib (a parse error fails the test) into `key.path -> value`
 /// pairs: `Label`, `ProgramArguments.0`, `Sockets.smb.SockNodeName`, `KeepAlive` = `True`.
 const FLATTEN: &str = r#"
@@ -93,16 +101,7 @@ fn parse_plist(xml: &[u8]) -> BTreeMap<String, String> {
 #[test]
 fn launchd_keepalive_plist_runs_the_absolute_binary_in_the_foreground() {
     let (setup, config) = setup();
-    let out = lazytunnel(
-        &setup,
-        &[
-            "install",
-            "launchd",
-            "--print",
-            "--config",
-            path_str(&config),
-        ],
-    );
+    let out = install(&setup, &config, &["launchd", "--print"]);
     let plist = parse_plist(&out.stdout);
     let bin = std::fs::canonicalize(lazytunnel_bin().unwrap()).unwrap();
     let program: Vec<&str> = (0..)
@@ -132,17 +131,15 @@ fn launchd_keepalive_plist_runs_the_absolute_binary_in_the_foreground() {
 #[test]
 fn launchd_socket_activated_plist_has_a_socket_per_forward_named_after_it() {
     let (setup, config) = setup();
-    let out = lazytunnel(
+    let out = install(
         &setup,
+        &config,
         &[
-            "install",
             "launchd",
             "--socket-activated",
             "--label",
             "net.example.tunnels",
             "--print",
-            "--config",
-            path_str(&config),
         ],
     );
     let plist = parse_plist(&out.stdout);
@@ -175,10 +172,7 @@ fn launchd_socket_activated_plist_has_a_socket_per_forward_named_after_it() {
 #[test]
 fn install_launchd_writes_the_agent_and_uninstall_removes_it() {
     let (setup, config) = setup();
-    lazytunnel(
-        &setup,
-        &["install", "launchd", "--config", path_str(&config)],
-    );
+    install(&setup, &config, &["launchd"]);
     let plist = setup
         .sandbox
         .home()
@@ -216,16 +210,10 @@ fn keys<'a>(unit: &'a str, key: &str) -> Vec<&'a str> {
 #[test]
 fn systemd_socket_activated_units_list_every_forward_and_pass_verification() {
     let (setup, config) = setup();
-    let out = lazytunnel(
+    let out = install(
         &setup,
-        &[
-            "install",
-            "systemd",
-            "--socket-activated",
-            "--print",
-            "--config",
-            path_str(&config),
-        ],
+        &config,
+        &["systemd", "--socket-activated", "--print"],
     );
     let files = printed_files(&String::from_utf8_lossy(&out.stdout));
     let unit_dir = setup.sandbox.home().join(".config/systemd/user");
@@ -272,16 +260,7 @@ fn systemd_socket_activated_units_list_every_forward_and_pass_verification() {
 #[test]
 fn systemd_service_alone_is_enabled_for_the_login_session_and_passes_verification() {
     let (setup, config) = setup();
-    let out = lazytunnel(
-        &setup,
-        &[
-            "install",
-            "systemd",
-            "--print",
-            "--config",
-            path_str(&config),
-        ],
-    );
+    let out = install(&setup, &config, &["systemd", "--print"]);
     let files = printed_files(&String::from_utf8_lossy(&out.stdout));
     assert_eq!(files.len(), 1);
     let service = &files[0].1;

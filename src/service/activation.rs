@@ -126,12 +126,11 @@ pub fn open_listeners(forwards: &[Forward]) -> anyhow::Result<Listeners> {
     let inherited = super::systemd::take_listen_fds()?;
     // launchd is asked only when systemd passed nothing (never, on a Mac).
     #[cfg(target_os = "macos")]
-    let inherited = match inherited.is_empty() {
-        true => super::launchd::collect(
-            forwards.iter().map(|f| f.name.as_str()),
-            super::launchd::activate,
-        )?,
-        false => inherited,
+    let inherited = if inherited.is_empty() {
+        let names = forwards.iter().map(|f| f.name.as_str());
+        super::launchd::collect(names, super::launchd::activate)?
+    } else {
+        inherited
     };
     let mut by_forward: Vec<Vec<TcpListener>> = forwards.iter().map(|_| Vec::new()).collect();
     let mut count = 0;
