@@ -23,6 +23,9 @@ pub fn render(config: &Config, hosts: &[HostConfig]) -> String {
     if let Some(socket) = &config.control_socket {
         let _ = writeln!(out, "control_socket: {}", socket.display());
     }
+    if let Some(after) = config.exit_when_idle {
+        let _ = writeln!(out, "exit_when_idle: {}", humantime::format_duration(after));
+    }
     for host in hosts {
         let _ = writeln!(out, "\nhost {}", host.spec);
         let _ = writeln!(out, "  hostname: {}", host.host_name);

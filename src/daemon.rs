@@ -13,6 +13,7 @@ use tracing::info;
 
 use crate::config::{Config, Limits};
 use crate::listener::{self, BoundForward, ConnectionContext};
+use crate::service;
 use crate::session::{self, Backoff, SessionManager};
 use crate::ssh_config::{HostConfig, SshConfigFile};
 
@@ -41,12 +42,14 @@ pub fn resolve_hosts(config: &Config) -> anyhow::Result<Vec<HostConfig>> {
     Ok(hosts.into_values().collect())
 }
 
-/// Serves `listeners` until `shutdown` fires, then shuts down gracefully.
+/// Serves `listeners` until `shutdown` fires (or, with `exit_when_idle`, until the daemon has
+/// been idle that long), then shuts down gracefully.
 pub async fn run(
     hosts: Vec<HostConfig>,
     limits: Limits,
     listeners: Vec<BoundForward>,
     shutdown: CancellationToken,
+    exit_when_idle: Option<Duration>,
 ) {
     let stop_sessions = CancellationToken::new();
     let backoff = Backoff {
@@ -71,6 +74,15 @@ pub async fn run(
         accept_loops.spawn(listener::accept_loop(bound, ctx.clone()));
     }
     accept_loops.close();
+    if let Some(after) = exit_when_idle {
+        let (sessions, connections) = (sessions.clone(), ctx.connections.clone());
+        let is_idle = move || connections.is_empty() && !sessions.has_live_session();
+        tokio::spawn(service::idle::exit_when_idle(
+            after,
+            is_idle,
+            shutdown.clone(),
+        ));
+    }
 
     shutdown.cancelled().await;
     accept_loops.wait().await;

@@ -14,5 +14,6 @@ pub mod forward;
 pub mod known_hosts;
 pub mod listener;
 pub mod netwatch;
+pub mod service;
 pub mod session;
 pub mod ssh_config;

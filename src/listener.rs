@@ -30,23 +30,27 @@ pub struct BindError {
     pub error: io::Error,
 }
 
-/// Binds every forward's listen address; the first failure is returned with its address.
-pub async fn bind_all(forwards: &[Forward]) -> Result<Vec<BoundForward>, BindError> {
-    let mut bound = Vec::with_capacity(forwards.len());
-    for forward in forwards {
-        let listener = TcpListener::bind(forward.listen)
-            .await
-            .map_err(|error| BindError {
-                name: forward.name.clone(),
-                addr: forward.listen,
-                error,
-            })?;
-        bound.push(BoundForward {
-            forward: forward.clone(),
-            listener,
-        });
+/// Binds a forward's listen address, before the async runtime exists (so that it can happen
+/// before detaching). The socket is non-blocking, ready for [`BoundForward::from_std`].
+pub fn bind_std(forward: &Forward) -> Result<std::net::TcpListener, BindError> {
+    let error = |error| BindError {
+        name: forward.name.clone(),
+        addr: forward.listen,
+        error,
+    };
+    let listener = std::net::TcpListener::bind(forward.listen).map_err(error)?;
+    listener.set_nonblocking(true).map_err(error)?;
+    Ok(listener)
+}
+
+impl BoundForward {
+    /// Registers a non-blocking listener with the runtime; call inside it.
+    pub fn from_std(forward: Forward, listener: std::net::TcpListener) -> io::Result<Self> {
+        Ok(BoundForward {
+            forward,
+            listener: TcpListener::from_std(listener)?,
+        })
     }
-    Ok(bound)
 }
 
 /// What every accept loop shares.

@@ -5,12 +5,16 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use lazytunnel::config::Config;
-use lazytunnel::{check, daemon, listener};
+use lazytunnel::listener::BoundForward;
+use lazytunnel::service::install::{self, Manager};
+use lazytunnel::service::lock::InstanceLock;
+use lazytunnel::service::{activation, detach, idle, paths, systemd};
+use lazytunnel::{check, daemon};
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 use tracing_subscriber::EnvFilter;
 
 /// Lazy, multiplexed, self-healing SSH port forwarding.
@@ -27,11 +31,64 @@ enum Command {
     Run(RunArgs),
     /// Validate the configuration and print what it resolves to.
     Check(CheckArgs),
+    /// Install a launchd agent or systemd user units that run lazytunnel.
+    Install {
+        #[command(subcommand)]
+        manager: InstallManager,
+    },
+    /// Stop and remove what `install` set up.
+    Uninstall {
+        #[command(subcommand)]
+        manager: UninstallManager,
+    },
+}
+
+#[derive(Subcommand)]
+enum InstallManager {
+    /// ~/Library/LaunchAgents/LABEL.plist, loaded with launchctl (on macOS).
+    Launchd {
+        #[command(flatten)]
+        common: InstallArgs,
+        /// The job's launchd label, also the plist's file name.
+        #[arg(long, default_value = install::launchd::DEFAULT_LABEL)]
+        label: String,
+    },
+    /// ~/.config/systemd/user/lazytunnel.service (and .socket), enabled with systemctl --user.
+    Systemd {
+        #[command(flatten)]
+        common: InstallArgs,
+    },
+}
+
+#[derive(Args)]
+struct InstallArgs {
+    /// Let the service manager hold the ports and start lazytunnel on the first connection
+    /// (pair it with `exit_when_idle` in the config).
+    #[arg(long)]
+    socket_activated: bool,
+    /// Write the files to stdout instead, and show the commands without running them.
+    #[arg(long)]
+    print: bool,
+    /// Configuration file [default: $XDG_CONFIG_HOME/lazytunnel/config.toml].
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum UninstallManager {
+    /// Unload and remove ~/Library/LaunchAgents/LABEL.plist.
+    Launchd {
+        #[arg(long, default_value = install::launchd::DEFAULT_LABEL)]
+        label: String,
+    },
+    /// Disable and remove the systemd user units.
+    Systemd,
 }
 
 #[derive(Args)]
 struct RunArgs {
-    /// Stay in the foreground and log to stderr.
+    /// Stay in the foreground and log to stderr (else detach and log to
+    /// $XDG_STATE_HOME/lazytunnel/lazytunnel.log).
     #[arg(long)]
     foreground: bool,
     /// Configuration file [default: $XDG_CONFIG_HOME/lazytunnel/config.toml].
@@ -70,6 +127,11 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run(args),
         Command::Check(args) => check(args),
+        Command::Install { manager } => install(manager),
+        Command::Uninstall { manager } => match manager {
+            UninstallManager::Launchd { label } => install::uninstall(Manager::Launchd, &label),
+            UninstallManager::Systemd => install::uninstall(Manager::Systemd, ""),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -100,25 +162,75 @@ fn check(args: CheckArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn install(manager: InstallManager) -> anyhow::Result<()> {
+    let (manager, common, label) = match manager {
+        InstallManager::Launchd { common, label } => (Manager::Launchd, common, label),
+        InstallManager::Systemd { common } => (Manager::Systemd, common, String::new()),
+    };
+    install::install(&install::Request {
+        manager,
+        socket_activated: common.socket_activated,
+        label,
+        print: common.print,
+        config: match common.config {
+            Some(path) => path,
+            None => Config::default_path()?,
+        },
+    })
+}
+
+/// Everything that can fail for a reason the user must fix (config, ports, another instance)
+/// happens before detaching, so that it reaches the terminal with a non-zero exit.
 fn run(args: RunArgs) -> anyhow::Result<()> {
-    if !args.foreground {
-        bail!("running in the background is not available yet: use `lazytunnel run --foreground`");
-    }
-    init_logging(args.verbose, args.quiet);
+    init_logging(args.verbose, args.quiet, args.foreground);
     let config = match &args.destination {
         Some(destination) => Config::ad_hoc(&args.local_forwards, destination)?,
         None => load_config(args.config)?,
     };
     let hosts = daemon::resolve_hosts(&config)?;
+    if let Some(after) = config.exit_when_idle.filter(|a| *a < idle::MIN_SENSIBLE) {
+        warn!(
+            "exit_when_idle = {} is below {}: launchd throttles restarts to one per 10 s",
+            humantime::format_duration(after),
+            humantime::format_duration(idle::MIN_SENSIBLE)
+        );
+    }
+    let mut lock = InstanceLock::acquire(&paths::control_socket(&config)?)?;
+    let listeners = activation::open_listeners(&config.forwards)?;
+    if config.exit_when_idle.is_some() && listeners.inherited == 0 {
+        info!(
+            "exit_when_idle is set but no socket manager passed sockets: the ports close when lazytunnel exits"
+        );
+    }
+    let ready = if args.foreground {
+        None
+    } else {
+        Some(detach::detach(&paths::log_file()?)?)
+    };
+    lock.write_pid()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let listeners = listener::bind_all(&config.forwards).await?;
+        let bound = listeners
+            .sockets
+            .into_iter()
+            .map(|(forward, socket)| BoundForward::from_std(forward, socket))
+            .collect::<std::io::Result<Vec<_>>>()
+            .context("cannot register the listening sockets")?;
         let shutdown = CancellationToken::new();
         tokio::spawn(stop_on_signal(shutdown.clone()));
-        daemon::run(hosts, config.limits, listeners, shutdown).await;
+        let status = format!(
+            "serving {} forward(s), {} inherited socket(s)",
+            config.forwards.len(),
+            listeners.inherited
+        );
+        systemd::notify_ready(&status);
+        if let Some(ready) = ready {
+            ready.signal();
+        }
+        daemon::run(hosts, config.limits, bound, shutdown, config.exit_when_idle).await;
         Ok(())
     })
 }
@@ -146,7 +258,7 @@ async fn stop_on_signal(shutdown: CancellationToken) {
     std::process::exit(1);
 }
 
-fn init_logging(verbose: u8, quiet: bool) {
+fn init_logging(verbose: u8, quiet: bool, foreground: bool) {
     let default = match (quiet, verbose) {
         (true, _) => "warn",
         (false, 0) => "info",
@@ -154,8 +266,10 @@ fn init_logging(verbose: u8, quiet: bool) {
         (false, _) => "lazytunnel=trace,debug",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    // Colour only for a person at a terminal, never in log files.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
+    // Colour only for a person at a terminal, never in log files (where a background
+    // daemon's stderr goes once it has detached).
+    let ansi = foreground
+        && std::io::IsTerminal::is_terminal(&std::io::stderr())
         && std::env::var_os("NO_COLOR").is_none();
     tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -1,5 +1,5 @@
 //! The command line: `lazytunnel check` shows what a configuration resolves to, or fails
-//! naming the file, line and value at fault; `lazytunnel run` needs `--foreground` for now.
+//! naming the file, line and value at fault.
 //! Each command runs the real binary in a sandbox whose HOME is an empty temp dir.
 
 mod common;
@@ -166,17 +166,6 @@ fn check_rejects_a_host_with_proxy_command() {
 
     assert!(said.contains("ProxyCommand"), "{said}");
     assert!(said.contains("host srv"), "the host is not named: {said}");
-}
-
-/// Backgrounding is a later issue; until then `run` must not silently do something else.
-#[test]
-fn run_without_foreground_fails_pointing_at_foreground() {
-    let files = Files::new(CONFIG, SSH_CONFIG);
-
-    let output = run_cli(["run", "--config", common::path_str(&files.config)]);
-
-    let said = assert_failed(&output);
-    assert!(said.contains("--foreground"), "{said}");
 }
 
 /// The example names `~/.ssh/config`, which, as for OpenSSH, may be missing.

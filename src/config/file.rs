@@ -35,6 +35,7 @@ struct RawConfig {
     stall_timeout: Option<Spanned<String>>,
     backoff_min: Option<Spanned<String>>,
     backoff_max: Option<Spanned<String>>,
+    exit_when_idle: Option<Spanned<String>>,
     #[serde(default)]
     host: BTreeMap<String, RawHost>,
     #[serde(default)]
@@ -123,6 +124,7 @@ pub(super) fn parse(
         keepalive_max: cx.count("keepalive_max", &raw.keepalive_max)?,
     };
     let limits = cx.limits(&raw)?;
+    let exit_when_idle = cx.duration("exit_when_idle", &raw.exit_when_idle)?;
     let mut hosts = BTreeMap::new();
     for (name, host) in &raw.host {
         hosts.insert(name.clone(), cx.host(name, host)?);
@@ -153,6 +155,7 @@ pub(super) fn parse(
         control_socket,
         defaults,
         limits,
+        exit_when_idle,
         hosts,
         forwards,
         source: Some(origin.to_path_buf()),

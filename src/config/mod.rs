@@ -46,6 +46,9 @@ pub struct Config {
     pub defaults: Defaults,
     /// Daemon-wide limits and reconnect pacing, defaults filled in.
     pub limits: Limits,
+    /// Exit (status 0) after this long with no session up and no connection open; meant for
+    /// socket activation, where the socket manager keeps the ports and starts us again.
+    pub exit_when_idle: Option<Duration>,
     /// `[host.NAME]` tables, keyed by NAME; see [`Config::host_override`].
     pub hosts: BTreeMap<String, HostOverride>,
     /// In file order; never empty, names unique, listen addresses disjoint.
@@ -294,6 +297,7 @@ fn ad_hoc_with(
         control_socket: None,
         defaults: Defaults::default(),
         limits: Limits::default(),
+        exit_when_idle: None,
         hosts: BTreeMap::new(),
         forwards,
         source: None,

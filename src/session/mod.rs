@@ -297,6 +297,13 @@ impl SessionManager {
         self.hosts.values().any(|slot| slot.live().is_some())
     }
 
+    /// Whether any host has a session up or being opened: the daemon is not idle then.
+    pub fn has_live_session(&self) -> bool {
+        self.hosts
+            .values()
+            .any(|slot| matches!(slot.state.borrow().phase, Phase::Up(_) | Phase::Connecting))
+    }
+
     /// Resolves once a session has come up since the last call (at once if one did meanwhile).
     pub async fn session_came_up(&self) {
         self.session_up.notified().await;

@@ -50,14 +50,14 @@ fn bin() -> PathBuf {
 }
 
 /// A private HOME, XDG dirs and runtime dir inside `root`, plus the caller's own variables.
-struct Sandbox {
+pub struct Sandbox {
     home: PathBuf,
     runtime_dir: PathBuf,
     env: Vec<(OsString, OsString)>,
 }
 
 impl Sandbox {
-    fn new(root: &Path, env: Vec<(OsString, OsString)>) -> Sandbox {
+    pub fn new(root: &Path, env: Vec<(OsString, OsString)>) -> Sandbox {
         let home = root.join("home");
         let runtime_dir = root.join("run");
         for dir in [&home, &runtime_dir] {
@@ -73,7 +73,8 @@ impl Sandbox {
         }
     }
 
-    fn command(&self) -> Command {
+    /// The lazytunnel binary with the sandbox's environment (stdin from /dev/null).
+    pub fn command(&self) -> Command {
         let mut command = Command::new(bin());
         command
             .env("HOME", &self.home)
@@ -91,6 +92,25 @@ impl Sandbox {
             .envs(self.env.iter().map(|(key, value)| (key, value)))
             .stdin(Stdio::null());
         command
+    }
+}
+
+impl Sandbox {
+    /// The environment [`Sandbox::command`] sets, as `(name, value)` pairs, for launchers that
+    /// do not pass their own environment on (systemd-socket-activate).
+    pub fn vars(&self) -> Vec<(OsString, OsString)> {
+        self.command()
+            .get_envs()
+            .filter_map(|(key, value)| Some((key.to_owned(), value?.to_owned())))
+            .collect()
+    }
+
+    pub fn home(&self) -> &Path {
+        &self.home
+    }
+
+    pub fn runtime_dir(&self) -> &Path {
+        &self.runtime_dir
     }
 }
 
@@ -342,7 +362,7 @@ where
 }
 
 /// Runs `command` to completion, killing it if it takes longer than [`TIMEOUT`].
-fn output_of(command: &mut Command) -> Output {
+pub fn output_of(command: &mut Command) -> Output {
     let child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

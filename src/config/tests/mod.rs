@@ -119,12 +119,22 @@ fn example_file_parses_to_what_its_comments_say() {
 }
 
 #[test]
+fn exit_when_idle_is_a_duration() {
+    let config = parse(&format!("exit_when_idle = \"10m\"\n{FORWARD}")).unwrap();
+    assert_eq!(config.exit_when_idle, Some(Duration::from_secs(600)));
+}
+
+#[test]
 fn a_minimal_file_gets_the_builtin_defaults() {
     let config = parse(FORWARD).unwrap();
     assert_eq!(config.ssh_config, Path::new("/home/vit/.ssh/config"));
     assert_eq!(config.control_socket, None);
     assert_eq!(config.defaults, Defaults::default());
     assert_eq!(config.limits, Limits::default());
+    assert_eq!(
+        config.exit_when_idle, None,
+        "exit_when_idle is off by default"
+    );
     let d = config.defaults;
     assert_eq!(d.effective_idle_timeout(), Duration::from_secs(300));
     assert_eq!(d.effective_connect_timeout(), Duration::from_secs(10));

@@ -78,7 +78,12 @@ fn bad_durations_are_refused_with_key_and_value() {
         ("500ms", "at least 1s"),
         ("400days", "at most 366 days"),
     ] {
-        for key in ["idle_timeout", "connect_timeout", "keepalive_interval"] {
+        for key in [
+            "idle_timeout",
+            "connect_timeout",
+            "keepalive_interval",
+            "exit_when_idle",
+        ] {
             let text = format!("ssh_config = \"/x\"\n{key} = \"{value}\"\n{FORWARD}");
             assert_refused(&text, 2, &[&format!("`{key} = \"{value}\"`"), why]);
         }

@@ -1,0 +1,162 @@
+//! Helpers for the service specs (`tests/socket_activation.rs`, `tests/background.rs`): a
+//! sandbox with a config file, and the daemon started the ways a socket manager or a user
+//! starts it.
+//!
+//! Each test binary uses only part of this module, hence the `allow(dead_code)`.
+#![allow(dead_code)]
+
+use std::ffi::OsString;
+use std::net::TcpListener;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::Duration;
+
+use tempfile::TempDir;
+
+use crate::common::daemon::{Sandbox, lazytunnel_bin};
+use crate::common::log::LogFile;
+use crate::common::{TIMEOUT, send_signal, wait_for_exit, wait_for_exit_blocking, write_file};
+
+/// A sandbox (HOME, XDG dirs), a config file and one log that every process started from it
+/// appends to.
+pub struct Setup {
+    pub sandbox: Sandbox,
+    pub config: PathBuf,
+    pub log: LogFile,
+    dir: TempDir,
+}
+
+impl Setup {
+    pub fn new(config_text: &str) -> Setup {
+        let dir = tempfile::Builder::new()
+            .prefix("lazytunnel-service-")
+            .tempdir()
+            .expect("could not create a temp dir");
+        let config = dir.path().join("lazytunnel.toml");
+        write_file(&config, config_text);
+        let sandbox = Sandbox::new(dir.path(), Vec::new());
+        let log = LogFile::new(dir.path().join("daemon.log"));
+        Setup {
+            sandbox,
+            config,
+            log,
+            dir,
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `lazytunnel run --foreground --config FILE` as an argument list.
+    pub fn run_args(&self) -> Vec<OsString> {
+        let bin = lazytunnel_bin().expect("the lazytunnel binary");
+        vec![
+            bin.into(),
+            "run".into(),
+            "--foreground".into(),
+            "--config".into(),
+            self.config.clone().into(),
+        ]
+    }
+
+    /// Starts the daemon as systemd would: `listeners` on fds 3.., `LISTEN_PID`, `LISTEN_FDS`
+    /// and, if given, `LISTEN_FDNAMES`. A shell sets `LISTEN_PID=$$` and execs the daemon, so
+    /// the variable names the daemon's own pid.
+    pub fn spawn_with_fds(&self, listeners: &[&TcpListener], names: Option<&str>) -> Running {
+        // Copies far above 3.., so that no dup2 below overwrites a source it still needs.
+        let high: Vec<OwnedFd> = listeners
+            .iter()
+            .map(|listener| {
+                // SAFETY: duplicating a descriptor we own; the copy is owned by `OwnedFd`.
+                let fd = unsafe { libc::fcntl(listener.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 100) };
+                assert!(
+                    fd >= 0,
+                    "F_DUPFD failed: {}",
+                    std::io::Error::last_os_error()
+                );
+                unsafe { OwnedFd::from_raw_fd(fd) }
+            })
+            .collect();
+        let sources: Vec<libc::c_int> = high.iter().map(AsRawFd::as_raw_fd).collect();
+        let mut command = Command::new("sh");
+        command
+            .args(["-c", r#"LISTEN_PID=$$ exec "$0" "$@""#])
+            .args(self.run_args())
+            .env_clear()
+            .envs(self.sandbox.vars())
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("LISTEN_FDS", listeners.len().to_string())
+            .stdin(Stdio::null())
+            .stdout(self.log.stdio())
+            .stderr(self.log.stdio());
+        if let Some(names) = names {
+            command.env("LISTEN_FDNAMES", names);
+        }
+        // SAFETY: only dup2, which is async-signal-safe, between fork and exec. dup2 leaves the
+        // new descriptor without close-on-exec, so it survives into the daemon.
+        unsafe {
+            command.pre_exec(move || {
+                for (i, &fd) in sources.iter().enumerate() {
+                    if libc::dup2(fd, 3 + i as libc::c_int) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            });
+        }
+        let child = command.spawn().expect("could not spawn sh");
+        drop(high);
+        Running::new(child, &self.log)
+    }
+}
+
+/// A child process, SIGTERMed (then SIGKILLed) on drop; its log is printed if the test fails.
+pub struct Running {
+    pub child: Child,
+    log: LogFile,
+}
+
+impl Running {
+    pub fn new(child: Child, log: &LogFile) -> Running {
+        Running {
+            child,
+            log: log.clone(),
+        }
+    }
+
+    pub async fn wait_for_exit(&mut self, timeout: Duration) -> ExitStatus {
+        wait_for_exit(&mut self.child, timeout)
+            .await
+            .unwrap_or_else(|| panic!("did not exit within {timeout:?}:\n{}", self.log.contents()))
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.log.dump_tail("lazytunnel");
+        }
+        if let Ok(None) = self.child.try_wait() {
+            send_signal(self.child.id(), "TERM");
+            if wait_for_exit_blocking(&mut self.child, TIMEOUT).is_none() {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+            }
+        }
+    }
+}
+
+/// Whether connecting to 127.0.0.1:`port` is refused (nothing listens there).
+pub async fn refused(port: u16) -> bool {
+    match tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+        Ok(_) => false,
+        Err(err) => err.kind() == std::io::ErrorKind::ConnectionRefused,
+    }
+}

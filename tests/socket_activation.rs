@@ -1,0 +1,215 @@
+//! End-to-end specs of socket activation: the daemon started by the real
+//! `systemd-socket-activate`, and by a harness that passes listeners on fds 3.. as systemd does,
+//! serving the inherited sockets through a real sshd; sockets matched by name, else by address;
+//! strays closed; `exit_when_idle` exiting 0 and a later start serving what queued meanwhile;
+//! READY=1 and a status line on `NOTIFY_SOCKET`.
+
+mod common;
+mod forwarding_support;
+mod service_support;
+
+use std::net::TcpListener;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{DataServer, TIMEOUT, TestSshd};
+use forwarding_support::{Forward, config_text, connect, echo_once, round_trip};
+use service_support::{Running, Setup, refused};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Sessions close after 1 s idle, and the daemon exits 1 s after that.
+const IDLE_SETTINGS: &str = "idle_timeout = \"1s\"\nexit_when_idle = \"1s\"";
+const EXIT_WHEN_IDLE: Duration = Duration::from_secs(1);
+
+fn bind_loopback() -> TcpListener {
+    TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0")
+}
+
+fn port_of(listener: &TcpListener) -> u16 {
+    listener.local_addr().expect("local_addr").port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn systemd_socket_activate_starts_it_on_the_first_connection_and_it_exits_when_idle() {
+    let sshd = TestSshd::start();
+    let echo = DataServer::echo().await;
+    let forward = Forward::new("echo", echo.addr());
+    let setup = Setup::new(&config_text(
+        &sshd.ssh_config_path(),
+        IDLE_SETTINGS,
+        &[&forward],
+    ));
+    let mut command = Command::new("systemd-socket-activate");
+    command
+        .arg(format!("--listen=127.0.0.1:{}", forward.port))
+        .arg("--fdname=echo");
+    // It passes on only the variables it is given.
+    for (key, value) in setup.sandbox.vars() {
+        let mut setenv = std::ffi::OsString::from("--setenv=");
+        setenv.push(key);
+        setenv.push("=");
+        setenv.push(value);
+        command.arg(setenv);
+    }
+    let child = command
+        .args(setup.run_args())
+        .stdin(Stdio::null())
+        .stdout(setup.log.stdio())
+        .stderr(setup.log.stdio())
+        .spawn()
+        .expect("systemd-socket-activate (Debian package systemd) must be installed");
+    let mut daemon = Running::new(child, &setup.log);
+    setup
+        .log
+        .wait_for_count("activator", "Listening on", 1, TIMEOUT)
+        .await;
+
+    let mut client = forward.connect().await;
+    echo_once(&mut client, b"first connection").await;
+    setup
+        .log
+        .wait_for_count("daemon", "inherited socket", 1, TIMEOUT)
+        .await;
+    // The absence of an exit cannot be awaited: an open connection outlives both timers twice.
+    tokio::time::sleep(4 * EXIT_WHEN_IDLE).await;
+    assert!(daemon.is_running(), "exited with a connection open");
+    echo_once(&mut client, b"still served").await;
+    drop(client);
+
+    let idle_from = Instant::now();
+    let status = daemon.wait_for_exit(TIMEOUT).await;
+    assert!(status.success(), "exit status {status}");
+    assert!(idle_from.elapsed() >= EXIT_WHEN_IDLE);
+    let log = setup.log.contents();
+    assert!(log.contains("forward=echo"), "{log}");
+    let exiting = log
+        .find("exit_when_idle: exiting")
+        .unwrap_or_else(|| panic!("no idle exit logged: {log}"));
+    let session_closed = log
+        .find("session closed after idle timeout")
+        .unwrap_or_else(|| panic!("the session was not closed for idleness: {log}"));
+    assert!(session_closed < exiting, "exited with a session up: {log}");
+    assert_eq!(sshd.wait_for_connections(0, TIMEOUT).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passed_sockets_match_forwards_by_name_then_address_and_strays_are_closed() {
+    let sshd = TestSshd::start();
+    let echo = DataServer::echo().await;
+    // Named "byname" but listening elsewhere than the config says: the name wins.
+    let by_name = bind_loopback();
+    let by_addr = bind_loopback();
+    let stray = bind_loopback();
+    let named = Forward::new("byname", echo.addr());
+    let mut addressed = Forward::new("byaddr", echo.addr());
+    addressed.port = port_of(&by_addr);
+    let unpassed = Forward::new("bound", echo.addr());
+    let setup = Setup::new(&config_text(
+        &sshd.ssh_config_path(),
+        "",
+        &[&named, &addressed, &unpassed],
+    ));
+
+    let _daemon = setup.spawn_with_fds(
+        &[&by_name, &by_addr, &stray],
+        Some("byname:lazytunnel.socket:stray"),
+    );
+    setup
+        .log
+        .wait_for_count("daemon", "listening", 3, TIMEOUT)
+        .await;
+
+    for (port, data) in [
+        (port_of(&by_name), &b"by name"[..]),
+        (addressed.port, b"by address"),
+        (unpassed.port, b"bound by the daemon"),
+    ] {
+        let (reply, ended) = round_trip(connect(port).await, data.to_vec()).await;
+        ended.expect("clean end");
+        assert_eq!(reply, data);
+    }
+    assert!(
+        refused(named.port).await,
+        "the forward served by its named socket was bound again at its configured address"
+    );
+    let log = setup.log.contents();
+    assert!(log.contains("matches no forward"), "{log}");
+    assert!(log.contains("name=stray"), "{log}");
+    // The daemon closed its copy of the stray socket: once ours is gone, nothing listens.
+    let stray_port = port_of(&stray);
+    drop(stray);
+    assert!(
+        refused(stray_port).await,
+        "the daemon kept the stray socket open"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_an_idle_exit_a_restart_on_the_held_socket_serves_the_connection_that_queued() {
+    let sshd = TestSshd::start();
+    let echo = DataServer::echo().await;
+    let held = bind_loopback();
+    let mut forward = Forward::new("echo", echo.addr());
+    forward.port = port_of(&held);
+    let setup = Setup::new(&config_text(
+        &sshd.ssh_config_path(),
+        IDLE_SETTINGS,
+        &[&forward],
+    ));
+
+    let mut first = setup.spawn_with_fds(&[&held], Some("echo"));
+    setup
+        .log
+        .wait_for_count("daemon", "listening", 1, TIMEOUT)
+        .await;
+    let (reply, ended) = round_trip(forward.connect().await, b"before".to_vec()).await;
+    ended.expect("clean end");
+    assert_eq!(reply, b"before");
+    let status = first.wait_for_exit(TIMEOUT).await;
+    assert!(status.success(), "exit status {status}");
+
+    // Nothing serves the port now, but the held socket queues the connection.
+    let mut queued = forward.connect().await;
+    queued
+        .write_all(b"queued")
+        .await
+        .expect("write while queued");
+    let _second = setup.spawn_with_fds(&[&held], Some("echo"));
+    let mut back = [0; 6];
+    tokio::time::timeout(TIMEOUT, queued.read_exact(&mut back))
+        .await
+        .expect("the queued connection was not served")
+        .expect("read the echo");
+    assert_eq!(&back, b"queued");
+    assert_eq!(setup.log.count("inherited socket"), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_systemd_it_reports_ready_with_a_status_line_once_it_listens() {
+    let sshd = TestSshd::start();
+    let echo = DataServer::echo().await;
+    let forward = Forward::new("echo", echo.addr());
+    let dir = tempfile::tempdir().expect("temp dir");
+    let socket_path = dir.path().join("notify.sock");
+    let notify = tokio::net::UnixDatagram::bind(&socket_path).expect("bind the notify socket");
+    let daemon = common::TestDaemon::builder()
+        .config_text(config_text(&sshd.ssh_config_path(), "", &[&forward]))
+        .env("NOTIFY_SOCKET", &socket_path)
+        .start();
+
+    let mut message = vec![0; 4096];
+    let len = tokio::time::timeout(TIMEOUT, notify.recv(&mut message))
+        .await
+        .expect("no notification within TIMEOUT")
+        .expect("receive the notification");
+    let message = String::from_utf8_lossy(&message[..len]).into_owned();
+    let lines: Vec<&str> = message.lines().collect();
+    assert!(lines.contains(&"READY=1"), "{message}");
+    let status: Vec<&&str> = lines.iter().filter(|l| l.starts_with("STATUS=")).collect();
+    assert_eq!(status.len(), 1, "{message}");
+    assert!(status[0].contains("serving 1 forward"), "{message}");
+    // Ready means listening: the port answers.
+    let mut client = forward.connect().await;
+    echo_once(&mut client, b"ready").await;
+    drop(daemon);
+}
