@@ -52,7 +52,7 @@ pub async fn authenticate<H: Handler>(
 
     let agent_socket = match &host.identity_agent {
         IdentityAgent::Disabled => None,
-        IdentityAgent::Env => std::env::var_os("SSH_AUTH_SOCK").map(PathBuf::from),
+        IdentityAgent::Env(var) => std::env::var_os(var).map(PathBuf::from),
         IdentityAgent::Socket(path) => Some(path.clone()),
     };
     if let Some(socket) = agent_socket

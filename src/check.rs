@@ -40,7 +40,7 @@ pub fn render(config: &Config, hosts: &[HostConfig]) -> String {
         );
         let _ = writeln!(out, "  identities only: {}", yes_no(host.identities_only));
         let agent = match &host.identity_agent {
-            IdentityAgent::Env => "$SSH_AUTH_SOCK".to_string(),
+            IdentityAgent::Env(var) => format!("${var}"),
             IdentityAgent::Socket(path) => path.display().to_string(),
             IdentityAgent::Disabled => "none".to_string(),
         };

@@ -2,6 +2,7 @@
 //! accepting, let open connections drain for a bounded time, cut the rest, close sessions.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +15,7 @@ use tracing::info;
 use crate::config::Config;
 use crate::listener::{self, BoundForward, ConnectionContext};
 use crate::session::SessionManager;
-use crate::ssh_config::{HostConfig, SshConfigFile};
+use crate::ssh_config::{HostConfig, SYSTEM_SSH_CONFIG, SshConfigFile};
 
 /// How long open connections may go on after a shutdown request before they are reset.
 pub const DRAIN_PERIOD: Duration = Duration::from_secs(5);
@@ -25,7 +26,9 @@ pub const MAX_CONNECTIONS: usize = 4096;
 pub fn resolve_hosts(config: &Config) -> anyhow::Result<Vec<HostConfig>> {
     let is_default = crate::config::expand_tilde(crate::config::DEFAULT_SSH_CONFIG)
         .is_ok_and(|p| p == config.ssh_config);
-    let ssh = SshConfigFile::load(&config.ssh_config, is_default)
+    // As OpenSSH: the system file too, unless a non-default file is named (like `ssh -F`).
+    let system = is_default.then_some(Path::new(SYSTEM_SSH_CONFIG));
+    let ssh = SshConfigFile::load(&config.ssh_config, is_default, system)
         .with_context(|| format!("cannot use ssh_config {}", config.ssh_config.display()))?;
     let mut hosts: BTreeMap<String, HostConfig> = BTreeMap::new();
     for forward in &config.forwards {
@@ -38,6 +41,15 @@ pub fn resolve_hosts(config: &Config) -> anyhow::Result<Vec<HostConfig>> {
                 forward.name, forward.host
             )
         })?;
+        // Until sessions can run over a jump host, a host that needs one must not be reached
+        // directly.
+        if host.jump.is_some() {
+            anyhow::bail!(
+                "forward {:?}: host {} needs ProxyJump, which lazytunnel does not support yet",
+                forward.name,
+                forward.host
+            );
+        }
         hosts.insert(forward.host.alias.clone(), host);
     }
     Ok(hosts.into_values().collect())

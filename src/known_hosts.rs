@@ -46,6 +46,7 @@ use russh::keys::ssh_key::public::KeyData;
 use tracing::warn;
 
 pub use append::append;
+pub(crate) use pattern::glob;
 pub use pattern::{Match, host_matches};
 
 use parse::{Entry, Marker};
