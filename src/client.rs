@@ -5,7 +5,6 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use russh::cipher;
 use russh::client::{self, Handle};
 use socket2::SockRef;
 use tokio::net::TcpStream;
@@ -15,6 +14,7 @@ use tracing::warn;
 use crate::auth::{self, AuthError};
 use crate::ssh_config::HostConfig;
 
+mod algorithms;
 mod handler;
 
 pub use handler::Client;
@@ -172,10 +172,7 @@ pub fn dead_after(host: &HostConfig) -> Duration {
 }
 
 fn russh_config(host: &HostConfig) -> client::Config {
-    let preferred = russh::Preferred {
-        cipher: std::borrow::Cow::Owned(cipher_preference()),
-        ..Default::default()
-    };
+    let preferred = algorithms::preferred(host);
     client::Config {
         window_size: WINDOW_SIZE,
         maximum_packet_size: MAX_PACKET_SIZE,
@@ -188,25 +185,4 @@ fn russh_config(host: &HostConfig) -> client::Config {
         preferred,
         ..Default::default()
     }
-}
-
-/// AES-GCM first where the CPU has AES instructions, ChaCha20-Poly1305 otherwise.
-fn cipher_preference() -> Vec<cipher::Name> {
-    let aes_first = vec![
-        cipher::AES_256_GCM,
-        cipher::CHACHA20_POLY1305,
-        cipher::AES_256_CTR,
-    ];
-    let chacha_first = vec![
-        cipher::CHACHA20_POLY1305,
-        cipher::AES_256_GCM,
-        cipher::AES_256_CTR,
-    ];
-    #[cfg(target_arch = "x86_64")]
-    let has_aes = std::arch::is_x86_feature_detected!("aes");
-    #[cfg(target_arch = "aarch64")]
-    let has_aes = std::arch::is_aarch64_feature_detected!("aes");
-    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-    let has_aes = false;
-    if has_aes { aes_first } else { chacha_first }
 }

@@ -11,6 +11,8 @@ mod common;
 
 #[path = "auth_hostkeys/auth.rs"]
 mod auth;
+#[path = "auth_hostkeys/certificates.rs"]
+mod certificates;
 #[path = "auth_hostkeys/host_keys.rs"]
 mod host_keys;
 
