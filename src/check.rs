@@ -60,7 +60,7 @@ pub fn render(config: &Config, hosts: &[HostConfig]) -> String {
             "  strict host key checking: {}",
             host.strict_host_key_checking
         );
-        let _ = writeln!(out, "  jump hosts: none");
+        let _ = writeln!(out, "  jump hosts: {}", jump_chain(host));
         let _ = writeln!(
             out,
             "  timers: connect {}, keepalive {} x {}, idle {}",
@@ -79,6 +79,21 @@ pub fn render(config: &Config, hosts: &[HostConfig]) -> String {
         );
     }
     out
+}
+
+/// `first -> … -> last` hop, each as `user@host:port`, or `none`.
+fn jump_chain(host: &HostConfig) -> String {
+    let mut hops = Vec::new();
+    let mut next = host.jump.as_deref();
+    while let Some(hop) = next {
+        hops.push(format!("{}@{}:{}", hop.user, hop.host_name, hop.port));
+        next = hop.jump.as_deref();
+    }
+    if hops.is_empty() {
+        return "none".into();
+    }
+    hops.reverse();
+    hops.join(" -> ")
 }
 
 fn paths(list: &[std::path::PathBuf]) -> String {

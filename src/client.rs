@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use russh::client::{self, Handle};
 use socket2::SockRef;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
@@ -38,11 +39,21 @@ pub enum ConnectError {
     Auth(#[from] AuthError),
     #[error("ssh handshake with {addr} failed: {error}")]
     Handshake { addr: String, error: russh::Error },
+    /// The jump host (ProxyJump) could not carry the connection.
+    #[error("through jump host {jump}: {error}")]
+    Jump {
+        jump: String,
+        error: String,
+        permanent: bool,
+    },
 }
 
 impl ConnectError {
     /// Failures that retrying cannot fix without the user's action.
     pub fn is_permanent(&self) -> bool {
+        if let ConnectError::Jump { permanent, .. } = self {
+            return *permanent;
+        }
         matches!(
             self,
             ConnectError::HostKey(_)
@@ -88,7 +99,40 @@ async fn establish(host: Arc<HostConfig>) -> Result<Connection, ConnectError> {
         addr: host.host_name.clone(),
         error,
     })?;
+    handshake(host, stream, local_addr, remote_addr).await
+}
 
+/// Like [`connect`], over `stream`: a direct-tcpip channel of the jump host's session
+/// (ProxyJump), whose TCP connection's addresses are `local_addr` and `remote_addr`.
+pub async fn connect_over<S>(
+    host: Arc<HostConfig>,
+    stream: S,
+    local_addr: SocketAddr,
+    remote_addr: SocketAddr,
+) -> Result<Connection, ConnectError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let addr_text = format!("{}:{}", host.host_name, host.port);
+    let timeout = host.connect_timeout;
+    tokio::time::timeout(timeout, handshake(host, stream, local_addr, remote_addr))
+        .await
+        .unwrap_or(Err(ConnectError::Timeout {
+            addr: addr_text,
+            timeout,
+        }))
+}
+
+/// The SSH handshake, host key check and authentication over an open transport.
+async fn handshake<S>(
+    host: Arc<HostConfig>,
+    stream: S,
+    local_addr: SocketAddr,
+    remote_addr: SocketAddr,
+) -> Result<Connection, ConnectError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let dead = CancellationToken::new();
     let end_reason = Arc::new(Mutex::new(None));
     let host_key_problem = Arc::new(Mutex::new(None));
@@ -106,7 +150,7 @@ async fn establish(host: Arc<HostConfig>) -> Result<Connection, ConnectError> {
                     return Err(ConnectError::HostKey(problem));
                 }
                 return Err(ConnectError::Handshake {
-                    addr: remote_addr.to_string(),
+                    addr: format!("{}:{}", host.host_name, host.port),
                     error,
                 });
             }

@@ -41,15 +41,6 @@ pub fn resolve_hosts(config: &Config) -> anyhow::Result<Vec<HostConfig>> {
                 forward.name, forward.host
             )
         })?;
-        // Until sessions can run over a jump host, a host that needs one must not be reached
-        // directly.
-        if host.jump.is_some() {
-            anyhow::bail!(
-                "forward {:?}: host {} needs ProxyJump, which lazytunnel does not support yet",
-                forward.name,
-                forward.host
-            );
-        }
         hosts.insert(forward.host.alias.clone(), host);
     }
     Ok(hosts.into_values().collect())

@@ -51,12 +51,16 @@ pub enum OpenError {
 /// Owns every host's session.
 pub struct SessionManager {
     hosts: HashMap<HostSpec, Arc<HostSlot>>,
+    /// Every slot, forwards' hosts and jump hosts, each jump host before the hosts it carries.
+    slots: Vec<Arc<HostSlot>>,
     tasks: TaskTracker,
     shutdown: CancellationToken,
 }
 
-struct HostSlot {
+pub(crate) struct HostSlot {
     config: Arc<HostConfig>,
+    /// The jump host's slot (ProxyJump): this host's sessions run over its channels.
+    via: Option<Arc<HostSlot>>,
     current: Mutex<Option<Arc<LiveSession>>>,
     generation: AtomicU64,
     /// Set when the last session died rather than being retired, so the next one is logged
@@ -72,12 +76,24 @@ pub struct LiveSession {
     conn: Connection,
     generation: u64,
     channels: watch::Sender<usize>,
+    /// For a session through a jump host: its channel on the jump session, counted there.
+    _carrier: Option<Carrier>,
 }
 
 impl LiveSession {
     /// Cancelled when the session has ended; connection tasks reset their clients on it.
     pub fn dead(&self) -> &CancellationToken {
         &self.conn.dead
+    }
+
+    /// The addresses of the TCP connection the session runs over (a jump host's, for
+    /// ProxyJump).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.conn.local_addr
+    }
+
+    pub fn remote_addr(&self) -> SocketAddr {
+        self.conn.remote_addr
     }
 
     fn is_usable(&self) -> bool {
@@ -90,6 +106,24 @@ pub struct Lease {
     pub channel: Channel<Msg>,
     pub session: Arc<LiveSession>,
     _count: ChannelCount,
+}
+
+/// A lease whose channel carries another session (ProxyJump): keeps the jump session, and its
+/// channel count, up for as long as the session it carries lives.
+pub struct Carrier {
+    _session: Arc<LiveSession>,
+    _count: ChannelCount,
+}
+
+impl Lease {
+    /// The channel, to carry a session over, and what keeps it counted.
+    pub fn into_carrier(self) -> (Channel<Msg>, Carrier) {
+        let carrier = Carrier {
+            _session: self.session,
+            _count: self._count,
+        };
+        (self.channel, carrier)
+    }
 }
 
 /// Keeps a session's open-channel count up while alive.
@@ -127,21 +161,17 @@ impl HostSlot {
 impl SessionManager {
     /// `hosts` holds every host the forwards name, already resolved.
     pub fn new(hosts: impl IntoIterator<Item = HostConfig>, shutdown: CancellationToken) -> Self {
+        let mut slots = Vec::new();
         let hosts = hosts
             .into_iter()
             .map(|config| {
-                let slot = HostSlot {
-                    config: Arc::new(config),
-                    current: Mutex::new(None),
-                    generation: AtomicU64::new(0),
-                    lost: AtomicBool::new(false),
-                    last_failure: std::sync::Mutex::new(None),
-                };
-                (slot.config.spec.clone(), Arc::new(slot))
+                let slot = slot_for(config, &mut slots);
+                (slot.config.spec.clone(), slot)
             })
             .collect();
         SessionManager {
             hosts,
+            slots,
             tasks: TaskTracker::new(),
             shutdown,
         }
@@ -159,6 +189,17 @@ impl SessionManager {
             .hosts
             .get(host)
             .ok_or_else(|| OpenError::UnknownHost(host.to_string()))?;
+        self.open_on(slot, target, originator).await
+    }
+
+    /// [`Self::open_channel`] on a given slot, also a jump host's.
+    pub(crate) async fn open_on(
+        &self,
+        slot: &Arc<HostSlot>,
+        target: &Target,
+        originator: SocketAddr,
+    ) -> Result<Lease, OpenError> {
+        let host = &slot.config.spec;
         let (session, count) = self.lease_session(slot).await?;
         let opening = session.conn.handle.channel_open_direct_tcpip(
             target.host.clone(),
@@ -213,11 +254,20 @@ impl SessionManager {
         } else {
             debug!(%host, "opening session");
         }
-        let conn = tokio::select! {
-            conn = client::connect(slot.config.clone()) => conn,
-            () = self.shutdown.cancelled() => return Err(OpenError::ShuttingDown),
+        let connecting = async {
+            match &slot.via {
+                None => client::connect(slot.config.clone())
+                    .await
+                    .map(|c| (c, None)),
+                // Boxed: it leases a session on the jump host's slot, recursively.
+                Some(via) => Box::pin(crate::jump::connect(self, via, slot.config.clone())).await,
+            }
         };
-        let conn = conn.map_err(|error| {
+        let (conn, carrier) = tokio::select! {
+            conn = connecting => conn,
+            () = self.shutdown.cancelled() => return Err(OpenError::ShuttingDown),
+        }
+        .map_err(|error| {
             warn!(%host, permanent = error.is_permanent(), "session failed: {error}");
             let error = Arc::new(error);
             slot.record_failure(error.clone());
@@ -232,6 +282,7 @@ impl SessionManager {
             conn,
             generation,
             channels,
+            _carrier: carrier,
         });
         let count = ChannelCount::new(session.clone());
         *current = Some(session.clone());
@@ -244,7 +295,8 @@ impl SessionManager {
 
     /// Closes every session and waits for their watchers to finish.
     pub async fn close_all(&self) {
-        for slot in self.hosts.values() {
+        // Sessions carried by a jump host first, then the jump host.
+        for slot in self.slots.iter().rev() {
             let session = slot.current.lock().await.take();
             if let Some(session) = session {
                 disconnect(&session, "lazytunnel is shutting down").await;
@@ -253,6 +305,28 @@ impl SessionManager {
         self.tasks.close();
         self.tasks.wait().await;
     }
+}
+
+/// The slot for `config`, shared with any equal host (a jump host used by several targets, or
+/// also forwarded to, is one session), created with its jump host's slot first if new.
+fn slot_for(config: HostConfig, slots: &mut Vec<Arc<HostSlot>>) -> Arc<HostSlot> {
+    if let Some(slot) = slots.iter().find(|s| *s.config == config) {
+        return slot.clone();
+    }
+    let via = config
+        .jump
+        .as_deref()
+        .map(|jump| slot_for(jump.clone(), slots));
+    let slot = Arc::new(HostSlot {
+        config: Arc::new(config),
+        via,
+        current: Mutex::new(None),
+        generation: AtomicU64::new(0),
+        lost: AtomicBool::new(false),
+        last_failure: std::sync::Mutex::new(None),
+    });
+    slots.push(slot.clone());
+    slot
 }
 
 /// Watches one session for the end of its life: death (logged), idle timeout (retired), or

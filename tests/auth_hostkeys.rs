@@ -15,6 +15,8 @@ mod auth;
 mod certificates;
 #[path = "auth_hostkeys/host_keys.rs"]
 mod host_keys;
+#[path = "auth_hostkeys/proxy_jump.rs"]
+mod proxy_jump;
 #[path = "auth_hostkeys/user_certs.rs"]
 mod user_certs;
 
