@@ -79,14 +79,22 @@ pub struct Connection {
 
 /// Connects, verifies the host key and authenticates, all within `host.connect_timeout`.
 pub async fn connect(host: Arc<HostConfig>) -> Result<Connection, ConnectError> {
-    let addr_text = format!("{}:{}", host.host_name, host.port);
+    within_connect_timeout(&host.clone(), establish(host)).await
+}
+
+async fn within_connect_timeout(
+    host: &HostConfig,
+    work: impl Future<Output = Result<Connection, ConnectError>>,
+) -> Result<Connection, ConnectError> {
     let timeout = host.connect_timeout;
-    tokio::time::timeout(timeout, establish(host))
+    tokio::time::timeout(timeout, work)
         .await
-        .unwrap_or(Err(ConnectError::Timeout {
-            addr: addr_text,
-            timeout,
-        }))
+        .unwrap_or_else(|_| {
+            Err(ConnectError::Timeout {
+                addr: format!("{}:{}", host.host_name, host.port),
+                timeout,
+            })
+        })
 }
 
 async fn establish(host: Arc<HostConfig>) -> Result<Connection, ConnectError> {
@@ -113,14 +121,11 @@ pub async fn connect_over<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let addr_text = format!("{}:{}", host.host_name, host.port);
-    let timeout = host.connect_timeout;
-    tokio::time::timeout(timeout, handshake(host, stream, local_addr, remote_addr))
-        .await
-        .unwrap_or(Err(ConnectError::Timeout {
-            addr: addr_text,
-            timeout,
-        }))
+    within_connect_timeout(
+        &host.clone(),
+        handshake(host, stream, local_addr, remote_addr),
+    )
+    .await
 }
 
 /// The SSH handshake, host key check and authentication over an open transport.

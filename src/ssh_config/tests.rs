@@ -194,8 +194,7 @@ fn parse_error_names_file_and_line() {
         ssh.resolve(&config, &config.forwards[0].host)
     })
     .expect("parses")
-    .err()
-    .expect("bad port is an error")
+    .expect_err("bad port is an error")
     .to_string();
     assert!(err.starts_with("/test/ssh_config:3:"), "{err}");
     assert!(err.contains("Port \"notaport\""), "{err}");
