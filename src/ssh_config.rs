@@ -149,10 +149,21 @@ pub struct HostConfig {
     pub algorithms: Algorithms,
     /// The hop this host is reached through (ProxyJump), itself fully resolved.
     pub jump: Option<Box<HostConfig>>,
+    /// HostKeyAlias: the name to look host keys up and record them under.
+    pub host_key_alias: Option<String>,
 }
 
 impl HostConfig {
     /// The known_hosts files to consult, user files first.
+    /// The name and port host keys are looked up and recorded under: HostKeyAlias without a
+    /// port (as OpenSSH looks it up), else HostName and Port.
+    pub fn host_key_name(&self) -> (&str, u16) {
+        match &self.host_key_alias {
+            Some(alias) => (alias, 22),
+            None => (&self.host_name, self.port),
+        }
+    }
+
     pub fn known_hosts_files(&self) -> Vec<PathBuf> {
         let mut files = self.user_known_hosts_files.clone();
         files.extend(self.global_known_hosts_files.iter().cloned());

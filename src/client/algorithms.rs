@@ -61,7 +61,8 @@ pub(super) fn preferred(host: &HostConfig) -> Preferred {
         Some(names) => explicit_host_keys(names),
         None => {
             // Only an ordering hint: an unreadable file is reported by the host key check.
-            let hints = known_hosts::hints(&host.known_hosts_files(), &host.host_name, host.port)
+            let (key_host, key_port) = host.host_key_name();
+            let hints = known_hosts::hints(&host.known_hosts_files(), key_host, key_port)
                 .unwrap_or_else(|e| {
                     debug!("known_hosts not read for ordering host key types: {e}");
                     HostKeyHints::default()

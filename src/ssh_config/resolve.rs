@@ -73,11 +73,16 @@ impl SshConfigFile {
                 local_user_name().ok_or_else(|| SshConfigError::NoUser { host: host.clone() })?
             }
         };
+        reject_unsupported(&opts, &host)?;
+        let host_key_alias = opts
+            .get("hostkeyalias")
+            .map(|found| found.value().to_string());
         let local_user = local_user_name().unwrap_or_default();
         let tokens = Tokens {
             home: &self.home,
             host_name: &host_name,
             original: &spec.host,
+            key_alias: host_key_alias.as_deref(),
             port,
             remote_user: &user,
             local_user: &local_user,
@@ -265,7 +270,7 @@ impl SshConfigFile {
                             chain: chain.join(" -> "),
                         });
                     }
-                    let jump = self.resolve_jumps(config, found, &bad, chain)?;
+                    let jump = self.resolve_jumps(config, found, &bad, &tokens, chain)?;
                     chain.pop();
                     Some(Box::new(jump))
                 }
@@ -292,6 +297,7 @@ impl SshConfigFile {
             certificate_files,
             algorithms,
             jump,
+            host_key_alias,
         })
     }
 
@@ -302,10 +308,14 @@ impl SshConfigFile {
         config: &Config,
         found: &Found,
         bad: &dyn Fn(&Found, &'static str, String) -> SshConfigError,
+        tokens: &Tokens,
         chain: &mut Vec<String>,
     ) -> Result<HostConfig, SshConfigError> {
         let mut previous: Option<HostConfig> = None;
-        for hop in found.value().split(',') {
+        // OpenSSH expands %h %n %p %r %% in ProxyJump, all about the host being reached.
+        let value = tokens::expand_proxy_jump(found.value(), tokens)
+            .map_err(|m| bad(found, "ProxyJump", m))?;
+        for hop in value.split(',') {
             let spec = parse_hop(hop).map_err(|m| bad(found, "ProxyJump", m))?;
             let route = match previous.take() {
                 None => Route::Own,
@@ -315,6 +325,47 @@ impl SshConfigFile {
         }
         previous.ok_or_else(|| bad(found, "ProxyJump", "expected [user@]host[:port],…".into()))
     }
+}
+
+/// Options that change how OpenSSH checks host keys or which config applies, which lazytunnel
+/// does not implement: ignoring them could accept what OpenSSH refuses (RevokedHostKeys) or
+/// read other settings than OpenSSH would (CanonicalizeHostname), so they are errors.
+fn reject_unsupported(opts: &Options, host: &str) -> Result<(), SshConfigError> {
+    let unsupported: [(&str, &'static str, &[&str], &'static str); 3] = [
+        (
+            "revokedhostkeys",
+            "RevokedHostKeys",
+            &["none"],
+            "does not read revoked host key lists; list the keys as @revoked in known_hosts instead",
+        ),
+        (
+            "knownhostscommand",
+            "KnownHostsCommand",
+            &["none"],
+            "does not run commands for host keys; put the keys in a known_hosts file",
+        ),
+        (
+            "canonicalizehostname",
+            "CanonicalizeHostname",
+            &["no", "none"],
+            "does not canonicalize host names; use HostName in the host's block",
+        ),
+    ];
+    for (key, option, harmless, message) in unsupported {
+        if let Some(found) = opts.get(key)
+            && !harmless
+                .iter()
+                .any(|h| found.value().eq_ignore_ascii_case(h))
+        {
+            return Err(SshConfigError::Unsupported {
+                at: found.at.to_string(),
+                host: host.to_string(),
+                option,
+                message,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// One ProxyJump hop: `[user@]host[:port]` or `ssh://[user@]host[:port]`.

@@ -13,8 +13,10 @@ pub(super) struct Tokens<'a> {
     pub(super) home: &'a Path,
     /// `%h`: the host name after HostName.
     pub(super) host_name: &'a str,
-    /// `%n` (and `%k`, as HostKeyAlias is not supported): the name as given.
+    /// `%n`: the name as given.
     pub(super) original: &'a str,
+    /// `%k`: HostKeyAlias if set, else the name as given.
+    pub(super) key_alias: Option<&'a str>,
     /// `%p`
     pub(super) port: u16,
     /// `%r`
@@ -51,11 +53,20 @@ pub(super) fn expand_host_name(value: &str, given: &str) -> Result<String, Strin
     expand_percent(value, |c| (c == 'h').then(|| given.to_string()))
 }
 
+/// ProxyJump accepts `%h %n %p %r %%`.
+pub(super) fn expand_proxy_jump(value: &str, t: &Tokens) -> Result<String, String> {
+    expand_percent(value, |c| match c {
+        'h' | 'n' | 'p' | 'r' => full_token(c, t),
+        _ => None,
+    })
+}
+
 fn full_token(c: char, t: &Tokens) -> Option<String> {
     Some(match c {
         'd' => t.home.to_string_lossy().into_owned(),
         'h' => t.host_name.to_string(),
-        'n' | 'k' => t.original.to_string(),
+        'n' => t.original.to_string(),
+        'k' => t.key_alias.unwrap_or(t.original).to_string(),
         'p' => t.port.to_string(),
         'r' => t.remote_user.to_string(),
         'u' => t.local_user.to_string(),
@@ -151,6 +162,7 @@ mod tests {
             port: 2222,
             remote_user: "vit",
             local_user: "me",
+            key_alias: None,
         }
     }
 

@@ -130,3 +130,31 @@ async fn accept_new_with_hash_known_hosts_writes_a_hashed_line_openssh_trusts() 
     let (logged_in, said) = openssh(&config, None, &["-o", "StrictHostKeyChecking=yes"]);
     assert!(logged_in, "ssh does not trust the learned line: {said}");
 }
+
+#[tokio::test]
+async fn host_key_alias_looks_the_key_up_under_the_alias_as_openssh_does() {
+    let sshd = TestSshd::start();
+    let key = sshd.host_public_key().to_string();
+    let alias = "    HostKeyAlias box.example\n";
+    for (case, lines, trusted) in [
+        ("alias-known", format!("box.example {key}\n"), true),
+        // The real name and port no longer count.
+        (
+            "alias-unknown",
+            format!("{} {key}\n", sshd.known_hosts_pattern()),
+            false,
+        ),
+    ] {
+        let config = variant_config(&sshd, case, &lines, "", alias);
+        let tunnel = Tunnel::start(&config, None).await;
+
+        let accepted = tunnel.accepts().await;
+
+        let (logged_in, said) = openssh(&config, None, &[]);
+        assert_eq!(
+            logged_in, trusted,
+            "{case}: ssh decided {logged_in}: {said}"
+        );
+        assert_eq!(accepted, trusted, "{case}: lazytunnel decided {accepted}");
+    }
+}

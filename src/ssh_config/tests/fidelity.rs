@@ -231,3 +231,51 @@ fn proxy_jump_loop_is_an_error() {
     let err = resolve_err("Host a\n  ProxyJump b\nHost b\n  ProxyJump a\n", "a");
     assert!(err.contains("loop") && err.contains("a -> b -> a"), "{err}");
 }
+
+#[test]
+fn host_key_alias_names_the_known_hosts_entry_and_percent_k() {
+    let host = resolve(
+        "Host srv11\n  Port 2222\n  HostKeyAlias box\n  UserKnownHostsFile ~/kh.%k\n",
+        "srv11",
+    );
+    assert_eq!(host.host_key_name(), ("box", 22));
+    assert_eq!(
+        host.user_known_hosts_files,
+        vec![PathBuf::from("/home/u/kh.box")]
+    );
+    assert_eq!(
+        resolve("Host srv11\n  Port 2222\n", "srv11").host_key_name(),
+        ("srv11", 2222)
+    );
+}
+
+#[test]
+fn proxy_jump_expands_its_tokens() {
+    let host = resolve("Host srv11\n  User vit\n  ProxyJump %r@gw-%h\n", "srv11");
+    let jump = host.jump.expect("a jump host");
+    assert_eq!(
+        (jump.user.as_str(), jump.host_name.as_str()),
+        ("vit", "gw-srv11")
+    );
+    let err = resolve_err("Host srv11\n  ProxyJump gw-%d\n", "srv11");
+    assert!(err.contains("ProxyJump") && err.contains("%d"), "{err}");
+}
+
+#[test]
+fn options_that_would_change_host_key_checking_or_the_config_read_are_refused() {
+    for (line, option) in [
+        ("RevokedHostKeys ~/.ssh/revoked", "RevokedHostKeys"),
+        ("KnownHostsCommand /bin/true", "KnownHostsCommand"),
+        ("CanonicalizeHostname yes", "CanonicalizeHostname"),
+    ] {
+        let err = resolve_err(&format!("Host srv11\n  {line}\n"), "srv11");
+        assert!(
+            err.contains(option) && err.contains("/test/ssh_config:2"),
+            "{err}"
+        );
+    }
+    resolve(
+        "Host srv11\n  RevokedHostKeys none\n  CanonicalizeHostname no\n",
+        "srv11",
+    );
+}
