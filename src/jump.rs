@@ -26,10 +26,12 @@ pub(crate) async fn connect(
     via: &Arc<HostSlot>,
     host: Arc<HostConfig>,
 ) -> Result<(Connection, Option<Carrier>), ConnectError> {
+    // Set whenever the slot has a jump host: both come from the same HostConfig.
     let jump = host
         .jump
         .as_deref()
-        .map_or_else(|| "?".to_string(), |j| j.spec.to_string());
+        .map(|j| j.spec.to_string())
+        .unwrap_or_default();
     let target = Target {
         host: host.host_name.clone(),
         port: host.port,

@@ -128,3 +128,46 @@ async fn a_jump_host_shared_by_two_targets_is_one_session() {
     // One login for the jump host, one per target: the jump session was shared.
     assert_eq!(logins(&sshd), 3, "{}", sshd.log());
 }
+
+/// Killing the server's sessions ends the jump session and the one it carried: a connection
+/// held through them is reset (not a clean EOF), and the next one gets fresh sessions on both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_sessions_reset_held_connections_and_the_next_connection_reconnects_through_the_jump()
+{
+    let sshd = TestSshd::start();
+    let kh = sshd.known_hosts_path();
+    let text = host_block(&sshd, "test", &kh, "    ProxyJump jump\n")
+        + &host_block(&sshd, "jump", &kh, "");
+    let config = sshd.write_file("ssh_config.jump_lost", &text);
+    let tunnel = Tunnel::start(&config, None).await;
+    let mut held = TcpStream::connect(("127.0.0.1", tunnel.port))
+        .await
+        .expect("connect");
+    held.write_all(PAYLOAD).await.expect("write");
+    let mut echoed = vec![0; PAYLOAD.len()];
+    tokio::time::timeout(
+        TIMEOUT,
+        tokio::io::AsyncReadExt::read_exact(&mut held, &mut echoed),
+    )
+    .await
+    .expect("echo in time")
+    .expect("echo");
+    assert_eq!(logins(&sshd), 2);
+
+    assert!(
+        !sshd.kill_session_processes().is_empty(),
+        "no session to kill"
+    );
+
+    let (_, ended) = tokio::time::timeout(TIMEOUT, read_until_closed(&mut held))
+        .await
+        .expect("neither EOF nor reset in time");
+    let err = ended.expect_err("a cut connection ended cleanly");
+    assert!(is_reset(&err), "expected a reset, got {err}");
+    tunnel
+        .daemon
+        .wait_for_log_count("session down", 2, TIMEOUT)
+        .await;
+    tunnel.assert_works().await;
+    assert_eq!(logins(&sshd), 4, "both sessions opened again");
+}
