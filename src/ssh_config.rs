@@ -35,6 +35,9 @@ pub enum SshConfigError {
         path: PathBuf,
         error: std::io::Error,
     },
+    /// A config file someone else could have written (OpenSSH's "Bad owner or permissions").
+    #[error("{0}")]
+    Insecure(String),
     #[error("{path}:{line}: {message} in `{content}`")]
     Parse {
         path: PathBuf,
@@ -192,6 +195,10 @@ impl SshConfigFile {
         let user_dir = home.join(".ssh");
         let mut files = Vec::new();
         if let Some(text) = read(path, is_default)? {
+            // OpenSSH checks the default user file; a file named like `ssh -F` it does not.
+            if is_default {
+                files::check_permissions(path).map_err(SshConfigError::Insecure)?;
+            }
             let base = IncludeBase {
                 home: &home,
                 dir: &user_dir,

@@ -204,11 +204,43 @@ fn include_paths(pattern: &str, base: &IncludeBase) -> Result<Vec<PathBuf>, Stri
         .collect()
 }
 
-/// An included file's text; `None` if it vanished (OpenSSH skips such files).
+/// An included file's text; `None` if it vanished (OpenSSH skips such files). Its owner and
+/// mode are checked as OpenSSH checks them for included files.
 fn read_included(path: &Path) -> Result<Option<String>, String> {
     match std::fs::read_to_string(path) {
-        Ok(text) => Ok(Some(text)),
+        Ok(text) => {
+            check_permissions(path)?;
+            Ok(Some(text))
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(format!("cannot read included file {}: {e}", path.display())),
     }
+}
+
+/// OpenSSH refuses a config file (the default user file and included ones) that someone else
+/// could have written: owned by another user than us or root, or writable by group or others.
+/// Such a file could point host key checking anywhere. Debian's OpenSSH also accepts a
+/// group-writable file whose group has the owner as only member; we keep upstream's stricter
+/// rule and say how to fix the mode.
+pub(super) fn check_permissions(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    // SAFETY: getuid has no preconditions and cannot fail.
+    let me = unsafe { libc::getuid() };
+    if meta.uid() != 0 && meta.uid() != me {
+        return Err(format!(
+            "bad owner of {}: owned by uid {}, not by you or root (OpenSSH refuses it too)",
+            path.display(),
+            meta.uid()
+        ));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(format!(
+            "bad permissions on {}: writable by group or others (mode {:o}), so someone else \
+             could change how hosts are checked; `chmod go-w` it",
+            path.display(),
+            meta.mode() & 0o777
+        ));
+    }
+    Ok(())
 }

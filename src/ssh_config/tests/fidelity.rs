@@ -279,3 +279,36 @@ fn options_that_would_change_host_key_checking_or_the_config_read_are_refused() 
         "srv11",
     );
 }
+
+#[test]
+fn config_files_others_could_write_are_refused_as_by_openssh() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let included = dir.path().join("inc.conf");
+    std::fs::write(&included, "Port 2201\n").unwrap();
+    let text = format!("Include {}\n", included.display());
+    let main = dir.path().join("config");
+    std::fs::write(&main, &text).unwrap();
+    let parse = || SshConfigFile::parse(&main, &text, dir.path().to_owned());
+    assert!(parse().is_ok());
+
+    std::fs::set_permissions(&included, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let err = parse()
+        .err()
+        .expect("a world-writable include is refused")
+        .to_string();
+    assert!(
+        err.contains("bad permissions") && err.contains("inc.conf"),
+        "{err}"
+    );
+
+    // The default user file is checked too; a file named explicitly (like `ssh -F`) is not.
+    std::fs::set_permissions(&included, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::set_permissions(&main, std::fs::Permissions::from_mode(0o664)).unwrap();
+    let err = SshConfigFile::load(&main, true, None)
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(err.contains("bad permissions"), "{err}");
+    assert!(SshConfigFile::load(&main, false, None).is_ok());
+}
