@@ -38,6 +38,11 @@ pub fn render(config: &Config, hosts: &[HostConfig]) -> String {
             "  identity files{which}: {}",
             paths(&host.identity_files)
         );
+        let _ = writeln!(
+            out,
+            "  certificate files: {}",
+            paths(&host.certificate_files)
+        );
         let _ = writeln!(out, "  identities only: {}", yes_no(host.identities_only));
         let agent = match &host.identity_agent {
             IdentityAgent::Env(var) => format!("${var}"),
@@ -60,6 +65,10 @@ pub fn render(config: &Config, hosts: &[HostConfig]) -> String {
             "  strict host key checking: {}",
             host.strict_host_key_checking
         );
+        if let Some(alias) = &host.host_key_alias {
+            let _ = writeln!(out, "  host key alias: {alias}");
+        }
+        let _ = writeln!(out, "  algorithms: {}", algorithms(host));
         let _ = writeln!(out, "  jump hosts: {}", jump_chain(host));
         let _ = writeln!(
             out,
@@ -79,6 +88,26 @@ pub fn render(config: &Config, hosts: &[HostConfig]) -> String {
         );
     }
     out
+}
+
+/// The algorithm lists ssh_config sets, after filtering; `default` when it sets none.
+fn algorithms(host: &HostConfig) -> String {
+    let chosen = &host.algorithms;
+    let lists = [
+        ("ciphers", &chosen.ciphers),
+        ("kex", &chosen.kex),
+        ("macs", &chosen.macs),
+        ("host keys", &chosen.host_keys),
+    ];
+    let set: Vec<String> = lists
+        .iter()
+        .filter_map(|(name, list)| list.as_ref().map(|l| format!("{name} {}", l.join(","))))
+        .collect();
+    if set.is_empty() {
+        "default".into()
+    } else {
+        set.join("; ")
+    }
 }
 
 /// `first -> … -> last` hop, each as `user@host:port`, or `none`.

@@ -190,9 +190,10 @@ fn check_rejects_an_algorithm_list_with_nothing_usable_naming_option_value_and_l
 }
 
 #[test]
-fn check_prints_the_jump_chain() {
+fn check_prints_the_jump_chain_and_algorithms() {
     let ssh_config = format!(
-        "{SSH_CONFIG}    ProxyJump carol@hop1:2201,hop2\nHost hop2\n    HostName hop2.example.net\n"
+        "{SSH_CONFIG}    Ciphers aes128-ctr,3des-cbc\n    ProxyJump carol@hop1:2201,hop2\n\
+         Host hop2\n    HostName hop2.example.net\n"
     );
     let files = Files::new(CONFIG, &ssh_config);
 
@@ -207,6 +208,7 @@ fn check_prints_the_jump_chain() {
             common::current_user()
         ),
     );
+    assert_has_line(&srv, "  algorithms: ciphers aes128-ctr");
 }
 
 /// Backgrounding is a later issue; until then `run` must not silently do something else.
