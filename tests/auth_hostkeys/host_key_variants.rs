@@ -27,6 +27,20 @@ fn variant_config(
     sshd.write_ssh_config(&format!("ssh_config.{name}"), &text)
 }
 
+/// OpenSSH and the daemon, on `config`, both connect (`trusted`) or both refuse.
+async fn assert_both_decide(config: &Path, case: &str, trusted: bool) {
+    let tunnel = Tunnel::start(config, None).await;
+
+    let accepted = tunnel.accepts().await;
+
+    let (logged_in, said) = openssh(config, None, &[]);
+    assert_eq!(
+        logged_in, trusted,
+        "{case}: ssh decided {logged_in}: {said}"
+    );
+    assert_eq!(accepted, trusted, "{case}: lazytunnel decided {accepted}");
+}
+
 #[tokio::test]
 async fn known_hosts_forms_are_decided_as_openssh_decides_them() {
     let sshd = TestSshd::start();
@@ -88,16 +102,7 @@ async fn known_hosts_forms_are_decided_as_openssh_decides_them() {
     ];
     for (case, user_lines, global_lines, trusted) in cases {
         let config = variant_config(&sshd, case, &user_lines, &global_lines, "");
-        let tunnel = Tunnel::start(&config, None).await;
-
-        let accepted = tunnel.accepts().await;
-
-        let (logged_in, said) = openssh(&config, None, &[]);
-        assert_eq!(
-            logged_in, trusted,
-            "{case}: ssh decided {logged_in}: {said}"
-        );
-        assert_eq!(accepted, trusted, "{case}: lazytunnel decided {accepted}");
+        assert_both_decide(&config, case, trusted).await;
     }
 }
 
@@ -146,15 +151,6 @@ async fn host_key_alias_looks_the_key_up_under_the_alias_as_openssh_does() {
         ),
     ] {
         let config = variant_config(&sshd, case, &lines, "", alias);
-        let tunnel = Tunnel::start(&config, None).await;
-
-        let accepted = tunnel.accepts().await;
-
-        let (logged_in, said) = openssh(&config, None, &[]);
-        assert_eq!(
-            logged_in, trusted,
-            "{case}: ssh decided {logged_in}: {said}"
-        );
-        assert_eq!(accepted, trusted, "{case}: lazytunnel decided {accepted}");
+        assert_both_decide(&config, case, trusted).await;
     }
 }
