@@ -1,5 +1,8 @@
 //! User authentication on a fresh SSH session: ssh-agent first, then key files, the order
-//! OpenSSH uses, with `IdentitiesOnly` restricting agent keys to the configured files.
+//! OpenSSH uses, with `IdentitiesOnly` restricting agent keys to the configured files. A key
+//! with a certificate ([`certificates`]) is offered with the certificate first, then bare.
+
+mod certificates;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -8,7 +11,8 @@ use russh::client::{AuthResult, Handle, Handler};
 use russh::keys::agent::AgentIdentity;
 use russh::keys::agent::client::AgentClient;
 use russh::keys::ssh_key::PublicKey;
-use russh::keys::{HashAlg, PrivateKeyWithHashAlg};
+use russh::keys::ssh_key::public::KeyData;
+use russh::keys::{Certificate, HashAlg, PrivateKeyWithHashAlg};
 use tracing::{debug, warn};
 
 use crate::ssh_config::{HostConfig, IdentityAgent};
@@ -49,14 +53,15 @@ pub async fn authenticate<H: Handler>(
 ) -> Result<(), AuthError> {
     let mut tried: Vec<String> = Vec::new();
     let files = load_identity_files(host);
+    let certs = certificates::load(host);
 
     let agent_socket = match &host.identity_agent {
         IdentityAgent::Disabled => None,
-        IdentityAgent::Env => std::env::var_os("SSH_AUTH_SOCK").map(PathBuf::from),
+        IdentityAgent::Env(var) => std::env::var_os(var).map(PathBuf::from),
         IdentityAgent::Socket(path) => Some(path.clone()),
     };
     if let Some(socket) = agent_socket
-        && try_agent(handle, host, &socket, &files, &mut tried).await?
+        && try_agent(handle, host, &socket, &files, &certs, &mut tried).await?
     {
         return Ok(());
     }
@@ -65,6 +70,20 @@ pub async fn authenticate<H: Handler>(
     for file in &files {
         match &file.secret {
             KeyFile::Loaded(key) => {
+                for cert in certs
+                    .iter()
+                    .filter(|c| c.certifies(key.public_key().key_data()))
+                {
+                    tried.push(format!("certificate {}", cert.path.display()));
+                    if handle
+                        .authenticate_openssh_cert(&host.user, key.clone(), cert.cert.clone())
+                        .await?
+                        .success()
+                    {
+                        debug!(file = %cert.path.display(), "authenticated with certificate");
+                        return Ok(());
+                    }
+                }
                 let hash = rsa_hash(handle, key.public_key()).await?;
                 let attempt = PrivateKeyWithHashAlg::new(key.clone(), hash);
                 tried.push(format!("key file {}", file.path.display()));
@@ -111,6 +130,7 @@ async fn try_agent<H: Handler>(
     host: &HostConfig,
     socket: &Path,
     files: &[IdentityFile],
+    certs: &[certificates::CertFile],
     tried: &mut Vec<String>,
 ) -> Result<bool, AuthError> {
     let mut agent = match AgentClient::connect_uds(socket).await {
@@ -127,19 +147,39 @@ async fn try_agent<H: Handler>(
             return Ok(false);
         }
     };
+    // Under IdentitiesOnly, only keys that a configured identity or certificate file names.
+    let configured = |key: &KeyData| {
+        !host.identities_only
+            || files
+                .iter()
+                .any(|f| f.public.as_ref().is_some_and(|p| p.key_data() == key))
+            || certs.iter().any(|c| c.certifies(key))
+    };
     for identity in identities {
-        let AgentIdentity::PublicKey { key, comment } = identity else {
-            // Certificates from the agent are the fidelity work's (CertificateFile).
-            continue;
+        let (key, comment) = match identity {
+            AgentIdentity::PublicKey { key, comment } => (key, comment),
+            AgentIdentity::Certificate {
+                certificate,
+                comment,
+            } => {
+                if !configured(certificate.public_key()) {
+                    continue;
+                }
+                let what = format!("agent certificate ({comment})");
+                if try_agent_cert(handle, host, certificate, &mut agent, what, tried).await? {
+                    return Ok(true);
+                }
+                continue;
+            }
         };
-        if host.identities_only
-            && !files.iter().any(|f| {
-                f.public
-                    .as_ref()
-                    .is_some_and(|p| p.key_data() == key.key_data())
-            })
-        {
+        if !configured(key.key_data()) {
             continue;
+        }
+        for cert in certs.iter().filter(|c| c.certifies(key.key_data())) {
+            let what = format!("certificate {} with agent key", cert.path.display());
+            if try_agent_cert(handle, host, cert.cert.clone(), &mut agent, what, tried).await? {
+                return Ok(true);
+            }
         }
         let hash = rsa_hash(handle, &key).await?;
         tried.push(format!(
@@ -159,6 +199,33 @@ async fn try_agent<H: Handler>(
         }
     }
     Ok(false)
+}
+
+/// Offers `cert`, signed by the agent. Ok(true) on success.
+async fn try_agent_cert<H: Handler>(
+    handle: &mut Handle<H>,
+    host: &HostConfig,
+    cert: Certificate,
+    agent: &mut AgentClient<tokio::net::UnixStream>,
+    what: String,
+    tried: &mut Vec<String>,
+) -> Result<bool, AuthError> {
+    let hash = rsa_hash(handle, &PublicKey::from(cert.public_key().clone())).await?;
+    tried.push(what.clone());
+    match handle
+        .authenticate_certificate_with(&host.user, cert, hash, agent)
+        .await
+    {
+        Ok(result) if result.success() => {
+            debug!(%what, "authenticated with certificate");
+            Ok(true)
+        }
+        Ok(_) => Ok(false),
+        Err(e) => {
+            warn!(%what, "ssh-agent could not sign: {e}");
+            Ok(false)
+        }
+    }
 }
 
 /// RSA keys need the server's preferred SHA-2 signature; asking may wait for the server's

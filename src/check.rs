@@ -41,9 +41,14 @@ pub fn render(config: &Config, hosts: &[HostConfig]) -> String {
             "  identity files{which}: {}",
             paths(&host.identity_files)
         );
+        let _ = writeln!(
+            out,
+            "  certificate files: {}",
+            paths(&host.certificate_files)
+        );
         let _ = writeln!(out, "  identities only: {}", yes_no(host.identities_only));
         let agent = match &host.identity_agent {
-            IdentityAgent::Env => "$SSH_AUTH_SOCK".to_string(),
+            IdentityAgent::Env(var) => format!("${var}"),
             IdentityAgent::Socket(path) => path.display().to_string(),
             IdentityAgent::Disabled => "none".to_string(),
         };
@@ -63,7 +68,11 @@ pub fn render(config: &Config, hosts: &[HostConfig]) -> String {
             "  strict host key checking: {}",
             host.strict_host_key_checking
         );
-        let _ = writeln!(out, "  jump hosts: none");
+        if let Some(alias) = &host.host_key_alias {
+            let _ = writeln!(out, "  host key alias: {alias}");
+        }
+        let _ = writeln!(out, "  algorithms: {}", algorithms(host));
+        let _ = writeln!(out, "  jump hosts: {}", jump_chain(host));
         let _ = writeln!(
             out,
             "  timers: connect {}, keepalive {} x {}, idle {}",
@@ -82,6 +91,41 @@ pub fn render(config: &Config, hosts: &[HostConfig]) -> String {
         );
     }
     out
+}
+
+/// The algorithm lists ssh_config sets, after filtering; `default` when it sets none.
+fn algorithms(host: &HostConfig) -> String {
+    let chosen = &host.algorithms;
+    let lists = [
+        ("ciphers", &chosen.ciphers),
+        ("kex", &chosen.kex),
+        ("macs", &chosen.macs),
+        ("host keys", &chosen.host_keys),
+    ];
+    let set: Vec<String> = lists
+        .iter()
+        .filter_map(|(name, list)| list.as_ref().map(|l| format!("{name} {}", l.join(","))))
+        .collect();
+    if set.is_empty() {
+        "default".into()
+    } else {
+        set.join("; ")
+    }
+}
+
+/// `first -> … -> last` hop, each as `user@host:port`, or `none`.
+fn jump_chain(host: &HostConfig) -> String {
+    let mut hops = Vec::new();
+    let mut next = host.jump.as_deref();
+    while let Some(hop) = next {
+        hops.push(format!("{}@{}:{}", hop.user, hop.host_name, hop.port));
+        next = hop.jump.as_deref();
+    }
+    if hops.is_empty() {
+        return "none".into();
+    }
+    hops.reverse();
+    hops.join(" -> ")
 }
 
 fn paths(list: &[std::path::PathBuf]) -> String {

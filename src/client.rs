@@ -5,9 +5,9 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use russh::cipher;
 use russh::client::{self, Handle};
 use socket2::SockRef;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
@@ -15,6 +15,7 @@ use tracing::warn;
 use crate::auth::{self, AuthError};
 use crate::ssh_config::HostConfig;
 
+mod algorithms;
 mod handler;
 
 pub use handler::Client;
@@ -38,11 +39,21 @@ pub enum ConnectError {
     Auth(#[from] AuthError),
     #[error("ssh handshake with {addr} failed: {error}")]
     Handshake { addr: String, error: russh::Error },
+    /// The jump host (ProxyJump) could not carry the connection.
+    #[error("through jump host {jump}: {error}")]
+    Jump {
+        jump: String,
+        error: String,
+        permanent: bool,
+    },
 }
 
 impl ConnectError {
     /// Failures that retrying cannot fix without the user's action.
     pub fn is_permanent(&self) -> bool {
+        if let ConnectError::Jump { permanent, .. } = self {
+            return *permanent;
+        }
         matches!(
             self,
             ConnectError::HostKey(_)
@@ -68,14 +79,22 @@ pub struct Connection {
 
 /// Connects, verifies the host key and authenticates, all within `host.connect_timeout`.
 pub async fn connect(host: Arc<HostConfig>) -> Result<Connection, ConnectError> {
-    let addr_text = format!("{}:{}", host.host_name, host.port);
+    within_connect_timeout(&host.clone(), establish(host)).await
+}
+
+async fn within_connect_timeout(
+    host: &HostConfig,
+    work: impl Future<Output = Result<Connection, ConnectError>>,
+) -> Result<Connection, ConnectError> {
     let timeout = host.connect_timeout;
-    tokio::time::timeout(timeout, establish(host))
+    tokio::time::timeout(timeout, work)
         .await
-        .unwrap_or(Err(ConnectError::Timeout {
-            addr: addr_text,
-            timeout,
-        }))
+        .unwrap_or_else(|_| {
+            Err(ConnectError::Timeout {
+                addr: format!("{}:{}", host.host_name, host.port),
+                timeout,
+            })
+        })
 }
 
 async fn establish(host: Arc<HostConfig>) -> Result<Connection, ConnectError> {
@@ -88,7 +107,37 @@ async fn establish(host: Arc<HostConfig>) -> Result<Connection, ConnectError> {
         addr: host.host_name.clone(),
         error,
     })?;
+    handshake(host, stream, local_addr, remote_addr).await
+}
 
+/// Like [`connect`], over `stream`: a direct-tcpip channel of the jump host's session
+/// (ProxyJump), whose TCP connection's addresses are `local_addr` and `remote_addr`.
+pub async fn connect_over<S>(
+    host: Arc<HostConfig>,
+    stream: S,
+    local_addr: SocketAddr,
+    remote_addr: SocketAddr,
+) -> Result<Connection, ConnectError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    within_connect_timeout(
+        &host.clone(),
+        handshake(host, stream, local_addr, remote_addr),
+    )
+    .await
+}
+
+/// The SSH handshake, host key check and authentication over an open transport.
+async fn handshake<S>(
+    host: Arc<HostConfig>,
+    stream: S,
+    local_addr: SocketAddr,
+    remote_addr: SocketAddr,
+) -> Result<Connection, ConnectError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let dead = CancellationToken::new();
     let end_reason = Arc::new(Mutex::new(None));
     let host_key_problem = Arc::new(Mutex::new(None));
@@ -106,7 +155,7 @@ async fn establish(host: Arc<HostConfig>) -> Result<Connection, ConnectError> {
                     return Err(ConnectError::HostKey(problem));
                 }
                 return Err(ConnectError::Handshake {
-                    addr: remote_addr.to_string(),
+                    addr: format!("{}:{}", host.host_name, host.port),
                     error,
                 });
             }
@@ -172,10 +221,7 @@ pub fn dead_after(host: &HostConfig) -> Duration {
 }
 
 fn russh_config(host: &HostConfig) -> client::Config {
-    let preferred = russh::Preferred {
-        cipher: std::borrow::Cow::Owned(cipher_preference()),
-        ..Default::default()
-    };
+    let preferred = algorithms::preferred(host);
     client::Config {
         window_size: WINDOW_SIZE,
         maximum_packet_size: MAX_PACKET_SIZE,
@@ -188,25 +234,4 @@ fn russh_config(host: &HostConfig) -> client::Config {
         preferred,
         ..Default::default()
     }
-}
-
-/// AES-GCM first where the CPU has AES instructions, ChaCha20-Poly1305 otherwise.
-fn cipher_preference() -> Vec<cipher::Name> {
-    let aes_first = vec![
-        cipher::AES_256_GCM,
-        cipher::CHACHA20_POLY1305,
-        cipher::AES_256_CTR,
-    ];
-    let chacha_first = vec![
-        cipher::CHACHA20_POLY1305,
-        cipher::AES_256_GCM,
-        cipher::AES_256_CTR,
-    ];
-    #[cfg(target_arch = "x86_64")]
-    let has_aes = std::arch::is_x86_feature_detected!("aes");
-    #[cfg(target_arch = "aarch64")]
-    let has_aes = std::arch::is_aarch64_feature_detected!("aes");
-    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-    let has_aes = false;
-    if has_aes { aes_first } else { chacha_first }
 }

@@ -2,6 +2,7 @@
 //! accepting, let open connections drain for a bounded time, cut the rest, close sessions.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,7 +16,7 @@ use crate::config::{Config, Limits};
 use crate::listener::{self, BoundForward, ConnectionContext};
 use crate::service;
 use crate::session::{self, Backoff, SessionManager};
-use crate::ssh_config::{HostConfig, SshConfigFile};
+use crate::ssh_config::{HostConfig, SYSTEM_SSH_CONFIG, SshConfigFile};
 
 /// How long open connections may go on after a shutdown request before they are reset.
 pub const DRAIN_PERIOD: Duration = Duration::from_secs(5);
@@ -24,7 +25,9 @@ pub const DRAIN_PERIOD: Duration = Duration::from_secs(5);
 pub fn resolve_hosts(config: &Config) -> anyhow::Result<Vec<HostConfig>> {
     let is_default = crate::config::expand_tilde(crate::config::DEFAULT_SSH_CONFIG)
         .is_ok_and(|p| p == config.ssh_config);
-    let ssh = SshConfigFile::load(&config.ssh_config, is_default)
+    // As OpenSSH: the system file too, unless a non-default file is named (like `ssh -F`).
+    let system = is_default.then_some(Path::new(SYSTEM_SSH_CONFIG));
+    let ssh = SshConfigFile::load(&config.ssh_config, is_default, system)
         .with_context(|| format!("cannot use ssh_config {}", config.ssh_config.display()))?;
     let mut hosts: BTreeMap<String, HostConfig> = BTreeMap::new();
     for forward in &config.forwards {

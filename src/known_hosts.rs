@@ -30,6 +30,7 @@
 
 mod append;
 mod cert;
+mod hints;
 mod parse;
 mod pattern;
 #[cfg(test)]
@@ -46,6 +47,8 @@ use russh::keys::ssh_key::public::KeyData;
 use tracing::warn;
 
 pub use append::append;
+pub use hints::{HostKeyHints, hints};
+pub(crate) use pattern::glob;
 pub use pattern::{Match, host_matches};
 
 use parse::{Entry, Marker};
@@ -111,6 +114,16 @@ pub fn verify(
     port: u16,
     key: &PublicKeyOrCertificate,
 ) -> Result<Verdict, KnownHostsError> {
+    let known = load(files)?;
+    // A clock before 1970 makes every certificate "not yet valid": fails closed.
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs());
+    Ok(decide(&known, host, port, key, now))
+}
+
+/// Reads and parses `files`, warning about malformed lines.
+fn load(files: &[PathBuf]) -> Result<Vec<KnownFile>, KnownHostsError> {
     let mut known = Vec::with_capacity(files.len());
     for path in files {
         let Some(bytes) = parse::read(path)? else {
@@ -129,11 +142,7 @@ pub fn verify(
             entries,
         });
     }
-    // A clock before 1970 makes every certificate "not yet valid": fails closed.
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_secs());
-    Ok(decide(&known, host, port, key, now))
+    Ok(known)
 }
 
 struct KnownFile {

@@ -11,6 +11,7 @@ pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod forward;
+pub mod jump;
 pub mod known_hosts;
 pub mod listener;
 pub mod netwatch;

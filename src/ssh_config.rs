@@ -1,27 +1,32 @@
-//! Resolution of one host's connection settings, as OpenSSH would compute them from
-//! `ssh_config`, overlaid with the daemon's own `[host.NAME]` table.
+//! Resolution of one host's connection settings, as OpenSSH would compute them from its
+//! ssh_config files, overlaid with the daemon's own `[host.NAME]` table.
 //!
-//! ssh2-config does the parsing; this module fills its gaps: options it only hands back raw
-//! (StrictHostKeyChecking, UserKnownHostsFile, ServerAliveCountMax, IdentitiesOnly, …), `Match`
-//! blocks it would merge into the preceding `Host` (we neutralise them and warn), parse errors
-//! without line numbers (we find the line), and OpenSSH's defaults.
+//! We read ssh_config ourselves rather than through a parser crate, because fidelity is the
+//! point: OpenSSH keeps the first value of an option even within one block, reads the user's
+//! file and then `/etc/ssh/ssh_config`, conditions `Include` on the enclosing block, and expands
+//! `%` tokens per option. Submodules: [`lexer`] (one line), [`files`] (blocks, Include, Match),
+//! [`options`] (first value wins), [`tokens`], [`algorithms`], [`resolve`] (one host).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use ssh2_config::SshConfig;
-
+mod algorithms;
+mod files;
+mod lexer;
 mod openssh;
-mod parse;
+mod options;
+mod resolve;
+mod tokens;
 
-use openssh::{
-    RawOptions, default_identity_files, expand_host_tokens, home_dir, local_user_name,
-    reject_unsupported,
-};
-use parse::{first_failing_line, neutralise_match_blocks, parse_text};
+pub use algorithms::{Algorithms, host_key_algorithm};
+use files::{ConfigFile, IncludeBase};
+use openssh::home_dir;
 
-use crate::config::{Config, HostSpec, expand_tilde};
+use crate::config::HostSpec;
+
+/// The system-wide file OpenSSH reads after the user's, unless `-F` names another file.
+pub const SYSTEM_SSH_CONFIG: &str = "/etc/ssh/ssh_config";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SshConfigError {
@@ -30,6 +35,9 @@ pub enum SshConfigError {
         path: PathBuf,
         error: std::io::Error,
     },
+    /// A config file someone else could have written (OpenSSH's "Bad owner or permissions").
+    #[error("{0}")]
+    Insecure(String),
     #[error("{path}:{line}: {message} in `{content}`")]
     Parse {
         path: PathBuf,
@@ -37,21 +45,23 @@ pub enum SshConfigError {
         message: String,
         content: String,
     },
-    #[error("{path}: {message}")]
-    ParseNoLine { path: PathBuf, message: String },
-    #[error("host {host}: {option} {value:?} in ssh_config: {message}")]
+    #[error("{at}: {option} {value:?} (host {host}): {message}")]
     Value {
+        at: String,
         host: String,
         option: &'static str,
         value: String,
         message: String,
     },
-    #[error("host {host}: {option} is set in ssh_config, but lazytunnel {message}")]
+    #[error("host {host}: {option} is set at {at}, but lazytunnel {message}")]
     Unsupported {
+        at: String,
         host: String,
         option: &'static str,
         message: &'static str,
     },
+    #[error("host {host}: ProxyJump loop through {chain}")]
+    JumpLoop { host: String, chain: String },
     #[error(
         "host {host}: cannot determine the user name: set User in ssh_config or `user` in [host.{host}], or set $USER"
     )]
@@ -106,8 +116,9 @@ impl fmt::Display for StrictHostKeyChecking {
 /// Where agent signatures come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IdentityAgent {
-    /// `$SSH_AUTH_SOCK`, if set.
-    Env,
+    /// The socket named by an environment variable, if set: `SSH_AUTH_SOCK` by default, or
+    /// `IdentityAgent $NAME`.
+    Env(String),
     /// An explicit socket path.
     Socket(PathBuf),
     /// `IdentityAgent none`.
@@ -136,10 +147,26 @@ pub struct HostConfig {
     pub keepalive_interval: Duration,
     pub keepalive_max: u32,
     pub idle_timeout: Duration,
+    /// CertificateFile, in order; each is offered with the matching identity's key.
+    pub certificate_files: Vec<PathBuf>,
+    pub algorithms: Algorithms,
+    /// The hop this host is reached through (ProxyJump), itself fully resolved.
+    pub jump: Option<Box<HostConfig>>,
+    /// HostKeyAlias: the name to look host keys up and record them under.
+    pub host_key_alias: Option<String>,
 }
 
 impl HostConfig {
     /// The known_hosts files to consult, user files first.
+    /// The name and port host keys are looked up and recorded under: HostKeyAlias without a
+    /// port (as OpenSSH looks it up), else HostName and Port.
+    pub fn host_key_name(&self) -> (&str, u16) {
+        match &self.host_key_alias {
+            Some(alias) => (alias, 22),
+            None => (&self.host_name, self.port),
+        }
+    }
+
     pub fn known_hosts_files(&self) -> Vec<PathBuf> {
         let mut files = self.user_known_hosts_files.clone();
         files.extend(self.global_known_hosts_files.iter().cloned());
@@ -147,56 +174,62 @@ impl HostConfig {
     }
 }
 
-/// A parsed ssh_config file (or none, when the default file does not exist).
+/// The ssh_config files a daemon reads: the user's, then (as OpenSSH without `-F`) the
+/// system's.
 pub struct SshConfigFile {
     path: PathBuf,
-    parsed: SshConfig,
+    files: Vec<ConfigFile>,
     home: PathBuf,
 }
 
 impl SshConfigFile {
-    /// Reads and parses `path`. A missing file is an empty configuration only when it is the
-    /// default `~/.ssh/config` (as for OpenSSH); a missing explicitly named file is an error.
-    pub fn load(path: &Path, is_default: bool) -> Result<Self, SshConfigError> {
+    /// Reads and parses `path`, then `system` if given. A missing file is an empty
+    /// configuration when it is the default `~/.ssh/config` (`is_default`, as for OpenSSH) or
+    /// the system file; a missing explicitly named file is an error.
+    pub fn load(
+        path: &Path,
+        is_default: bool,
+        system: Option<&Path>,
+    ) -> Result<Self, SshConfigError> {
         let home = home_dir();
-        let text = match std::fs::read_to_string(path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && is_default => String::new(),
-            Err(error) => {
-                return Err(SshConfigError::Read {
-                    path: path.to_owned(),
-                    error,
-                });
+        let user_dir = home.join(".ssh");
+        let mut files = Vec::new();
+        if let Some(text) = read(path, is_default)? {
+            // OpenSSH checks the default user file; a file named like `ssh -F` it does not.
+            if is_default {
+                files::check_permissions(path).map_err(SshConfigError::Insecure)?;
             }
-        };
-        Self::parse(path, &text, home)
-    }
-
-    /// Parses `text` as the content of `path`, resolving `~` against `home`.
-    pub fn parse(path: &Path, text: &str, home: PathBuf) -> Result<Self, SshConfigError> {
-        let original = text;
-        let text = neutralise_match_blocks(path, text);
-        let parsed =
-            parse_text(&text, &home).map_err(|message| match first_failing_line(&text, &home) {
-                Some(line) => SshConfigError::Parse {
-                    path: path.to_owned(),
-                    line,
-                    message,
-                    content: original
-                        .lines()
-                        .nth(line - 1)
-                        .unwrap_or_default()
-                        .trim()
-                        .to_string(),
-                },
-                None => SshConfigError::ParseNoLine {
-                    path: path.to_owned(),
-                    message,
-                },
-            })?;
+            let base = IncludeBase {
+                home: &home,
+                dir: &user_dir,
+            };
+            files.push(ConfigFile::parse(path, &text, &base)?);
+        }
+        if let Some(system) = system
+            && let Some(text) = read(system, true)?
+        {
+            let dir = system.parent().unwrap_or(Path::new("/"));
+            let base = IncludeBase { home: &home, dir };
+            files.push(ConfigFile::parse(system, &text, &base)?);
+        }
         Ok(Self {
             path: path.to_owned(),
-            parsed,
+            files,
+            home,
+        })
+    }
+
+    /// Parses `text` as the content of `path` (no system file), resolving `~` against `home`.
+    pub fn parse(path: &Path, text: &str, home: PathBuf) -> Result<Self, SshConfigError> {
+        let dir = home.join(".ssh");
+        let base = IncludeBase {
+            home: &home,
+            dir: &dir,
+        };
+        let file = ConfigFile::parse(path, text, &base)?;
+        Ok(Self {
+            path: path.to_owned(),
+            files: vec![file],
             home,
         })
     }
@@ -204,156 +237,16 @@ impl SshConfigFile {
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
 
-    /// Resolves `spec` the way `ssh [user@]host [-p port]` would, then applies the daemon's
-    /// `[host.NAME]` overrides and timer defaults.
-    pub fn resolve(&self, config: &Config, spec: &HostSpec) -> Result<HostConfig, SshConfigError> {
-        // OpenSSH lowercases the host name it matches Host patterns against.
-        let query_name = spec.host.to_ascii_lowercase();
-        let params = self.parsed.query(&query_name);
-        let raw = RawOptions(&params.unsupported_fields);
-        let over = config.host_override(spec).cloned().unwrap_or_default();
-        let host = spec.alias.clone();
-
-        reject_unsupported(&host, &params, &raw)?;
-
-        let host_name = match (&over.hostname, &params.host_name) {
-            (Some(name), _) => name.clone(),
-            (None, Some(name)) => expand_host_tokens(name, &spec.host),
-            (None, None) => spec.host.clone(),
-        };
-        let port = spec.port.or(over.port).or(params.port).unwrap_or(22);
-        let user = match spec
-            .user
-            .clone()
-            .or(over.user.clone())
-            .or(params.user.clone())
-        {
-            Some(user) => user,
-            None => {
-                local_user_name().ok_or_else(|| SshConfigError::NoUser { host: host.clone() })?
-            }
-        };
-
-        let (identity_files, identity_files_explicit) =
-            match (&over.identity_file, &params.identity_file) {
-                (Some(files), _) if !files.is_empty() => (files.clone(), true),
-                (_, Some(files)) if !files.is_empty() => (files.clone(), true),
-                _ => (default_identity_files(&self.home), false),
-            };
-        let identities_only = match over.identities_only {
-            Some(v) => v,
-            None => raw
-                .bool(&host, "identitiesonly", "IdentitiesOnly")?
-                .unwrap_or(false),
-        };
-        let identity_agent = match raw.first("identityagent") {
-            None => IdentityAgent::Env,
-            Some(v) if v.eq_ignore_ascii_case("none") => IdentityAgent::Disabled,
-            Some("SSH_AUTH_SOCK") => IdentityAgent::Env,
-            Some(v) => IdentityAgent::Socket(self.expand_path(v)?),
-        };
-
-        let user_known_hosts_files =
-            match (&over.user_known_hosts_file, raw.all("userknownhostsfile")) {
-                (Some(files), _) => files.clone(),
-                (None, Some(files)) => self.expand_paths(files)?,
-                (None, None) => vec![
-                    self.home.join(".ssh/known_hosts"),
-                    self.home.join(".ssh/known_hosts2"),
-                ],
-            };
-        let global_known_hosts_files = match raw.all("globalknownhostsfile") {
-            Some(files) => self.expand_paths(files)?,
-            None => vec![
-                PathBuf::from("/etc/ssh/ssh_known_hosts"),
-                PathBuf::from("/etc/ssh/ssh_known_hosts2"),
-            ],
-        };
-        let strict_host_key_checking = match (
-            over.strict_host_key_checking,
-            raw.first("stricthostkeychecking"),
-        ) {
-            (Some(v), _) => StrictHostKeyChecking::from(v),
-            (None, Some(v)) => {
-                StrictHostKeyChecking::parse(v).ok_or_else(|| SshConfigError::Value {
-                    host: host.clone(),
-                    option: "StrictHostKeyChecking",
-                    value: v.to_string(),
-                    message: "expected yes, ask, accept-new, no or off".into(),
-                })?
-            }
-            (None, None) => StrictHostKeyChecking::Yes,
-        };
-        let hash_known_hosts = raw
-            .bool(&host, "hashknownhosts", "HashKnownHosts")?
-            .unwrap_or(false);
-
-        let keepalive_max = match over.keepalive_max {
-            Some(v) => v,
-            None => match raw.first("serveralivecountmax") {
-                Some(v) => v.parse::<u32>().ok().filter(|n| *n > 0).ok_or_else(|| {
-                    SshConfigError::Value {
-                        host: host.clone(),
-                        option: "ServerAliveCountMax",
-                        value: v.to_string(),
-                        message: "expected a whole number of at least 1".into(),
-                    }
-                })?,
-                None => config.defaults.effective_keepalive_max(),
-            },
-        };
-        // ServerAliveInterval 0 means "off" to OpenSSH; a daemon that must notice dead links keeps
-        // its default instead, which is never weaker.
-        let keepalive_interval = over
-            .keepalive_interval
-            .or(params.server_alive_interval.filter(|d| !d.is_zero()))
-            .unwrap_or_else(|| config.defaults.effective_keepalive_interval());
-        let connect_timeout = over
-            .connect_timeout
-            .or(params.connect_timeout.filter(|d| !d.is_zero()))
-            .unwrap_or_else(|| config.defaults.effective_connect_timeout());
-        let idle_timeout = over
-            .idle_timeout
-            .unwrap_or_else(|| config.defaults.effective_idle_timeout());
-
-        Ok(HostConfig {
-            spec: spec.clone(),
-            host_name,
-            port,
-            user,
-            identity_files,
-            identity_files_explicit,
-            identities_only,
-            identity_agent,
-            user_known_hosts_files,
-            global_known_hosts_files,
-            strict_host_key_checking,
-            hash_known_hosts,
-            connect_timeout,
-            keepalive_interval,
-            keepalive_max,
-            idle_timeout,
-        })
-    }
-
-    fn expand_path(&self, raw: &str) -> Result<PathBuf, SshConfigError> {
-        if raw == "~" || raw.starts_with("~/") {
-            return Ok(self
-                .home
-                .join(raw.trim_start_matches('~').trim_start_matches('/')));
-        }
-        Ok(expand_tilde(raw)?)
-    }
-
-    fn expand_paths(&self, raw: &[String]) -> Result<Vec<PathBuf>, SshConfigError> {
-        // UserKnownHostsFile takes several space-separated files; ssh2-config hands back the
-        // arguments as it split them.
-        raw.iter()
-            .flat_map(|arg| arg.split_whitespace())
-            .filter(|p| !p.eq_ignore_ascii_case("none"))
-            .map(|p| self.expand_path(p))
-            .collect()
+fn read(path: &Path, missing_is_empty: bool) -> Result<Option<String>, SshConfigError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && missing_is_empty => Ok(None),
+        Err(error) => Err(SshConfigError::Read {
+            path: path.to_owned(),
+            error,
+        }),
     }
 }
 

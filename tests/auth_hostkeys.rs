@@ -1,7 +1,9 @@
-//! End-to-end tests of whom the daemon trusts and how it proves who it is, through a real
-//! OpenSSH server: host keys checked against known_hosts before authentication
-//! ([`host_keys`]), then agent and key-file authentication ([`auth`]). Where OpenSSH answers
-//! the same question, the real `ssh` client, run on the same ssh_config, must decide the same.
+//! End-to-end tests of whom the daemon trusts, how it proves who it is and how it reaches a
+//! host, through a real OpenSSH server: host keys and host certificates checked against
+//! known_hosts before authentication ([`host_keys`], [`certificates`]), agent, key-file and
+//! certificate authentication ([`auth`], [`user_certs`]), how ssh_config is read
+//! ([`config_files`]) and ProxyJump ([`proxy_jump`]). Where OpenSSH answers the same question,
+//! the real `ssh` client, run on the same ssh_config, must decide the same.
 //!
 //! A connection through the daemon either works (a client of the forward gets its bytes
 //! echoed back, then EOF) or is refused (the client is reset, and the daemon logs a line
@@ -11,8 +13,18 @@ mod common;
 
 #[path = "auth_hostkeys/auth.rs"]
 mod auth;
+#[path = "auth_hostkeys/certificates.rs"]
+mod certificates;
+#[path = "auth_hostkeys/config_files.rs"]
+mod config_files;
+#[path = "auth_hostkeys/host_key_variants.rs"]
+mod host_key_variants;
 #[path = "auth_hostkeys/host_keys.rs"]
 mod host_keys;
+#[path = "auth_hostkeys/proxy_jump.rs"]
+mod proxy_jump;
+#[path = "auth_hostkeys/user_certs.rs"]
+mod user_certs;
 
 use std::io;
 use std::path::{Path, PathBuf};

@@ -168,6 +168,49 @@ fn check_rejects_a_host_with_proxy_command() {
     assert!(said.contains("host srv"), "the host is not named: {said}");
 }
 
+#[test]
+fn check_rejects_an_algorithm_list_with_nothing_usable_naming_option_value_and_line() {
+    let ssh_config = format!("{SSH_CONFIG}    KexAlgorithms sntrup761x25519-sha512@openssh.com\n");
+    let files = Files::new(CONFIG, &ssh_config);
+
+    let said = files.check_fails();
+
+    let at = format!(
+        "{}:{}:",
+        files.ssh_config.display(),
+        line_of(&ssh_config, "KexAlgorithms")
+    );
+    for needed in [
+        at.as_str(),
+        "KexAlgorithms",
+        "sntrup761x25519-sha512@openssh.com",
+    ] {
+        assert!(said.contains(needed), "no {needed:?} in: {said}");
+    }
+}
+
+#[test]
+fn check_prints_the_jump_chain_and_algorithms() {
+    let ssh_config = format!(
+        "{SSH_CONFIG}    Ciphers aes128-ctr,3des-cbc\n    ProxyJump carol@hop1:2201,hop2\n\
+         Host hop2\n    HostName hop2.example.net\n"
+    );
+    let files = Files::new(CONFIG, &ssh_config);
+
+    let output = files.check();
+
+    assert!(output.status.success(), "check failed: {}", stderr(&output));
+    let srv = section(&stdout(&output), "host srv");
+    assert_has_line(
+        &srv,
+        &format!(
+            "  jump hosts: carol@hop1:2201 -> {}@hop2.example.net:22",
+            common::current_user()
+        ),
+    );
+    assert_has_line(&srv, "  algorithms: ciphers aes128-ctr");
+}
+
 /// The example names `~/.ssh/config`, which, as for OpenSSH, may be missing.
 #[test]
 fn example_config_checks_with_an_empty_home() {

@@ -41,8 +41,8 @@ impl Client {
         let recorded = match host.user_known_hosts_files.first() {
             Some(file) => known_hosts::append(
                 file,
-                &host.host_name,
-                host.port,
+                host.host_key_name().0,
+                host.host_key_name().1,
                 &plain,
                 host.hash_known_hosts,
             )
@@ -81,7 +81,8 @@ impl client::Handler for Client {
         key: &PublicKeyOrCertificate,
     ) -> Result<bool, Self::Error> {
         let host = &self.host;
-        let name = known_hosts::lookup_name(&host.host_name, host.port);
+        let (key_host, key_port) = host.host_key_name();
+        let name = known_hosts::lookup_name(key_host, key_port);
         let files = host.known_hosts_files();
         let fingerprint = match key {
             PublicKeyOrCertificate::PublicKey { key, .. } => {
@@ -91,7 +92,7 @@ impl client::Handler for Client {
                 cert.public_key().fingerprint(HashAlg::Sha256).to_string()
             }
         };
-        let verdict = match known_hosts::verify(&files, &host.host_name, host.port, key) {
+        let verdict = match known_hosts::verify(&files, key_host, key_port, key) {
             Ok(verdict) => verdict,
             Err(e) => return self.refuse(format!("host key check for {name} failed: {e}")),
         };

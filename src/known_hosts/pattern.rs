@@ -40,7 +40,7 @@ pub fn host_matches(patterns: &str, name: &str) -> Match {
         if sub.len() >= MAX_SUBPATTERN {
             return Match::No;
         }
-        if glob(sub.as_bytes(), name.as_bytes()) {
+        if glob(sub.as_bytes(), name.as_bytes(), true) {
             if negated {
                 return Match::Negated;
             }
@@ -51,8 +51,9 @@ pub fn host_matches(patterns: &str, name: &str) -> Match {
 }
 
 /// Byte-wise glob with `*` and `?`, backtracking only to the most recent `*` (linear enough
-/// for host names, and no recursion on hostile input).
-fn glob(pattern: &[u8], name: &[u8]) -> bool {
+/// for host names, and no recursion on hostile input). known_hosts compares names ignoring
+/// ASCII case; ssh_config's `Host` and algorithm patterns compare them exactly.
+pub(crate) fn glob(pattern: &[u8], name: &[u8], ignore_case: bool) -> bool {
     let (mut p, mut n) = (0, 0);
     // Where to resume after the last `*`: (pattern index past it, name index it now covers).
     let mut resume: Option<(usize, usize)> = None;
@@ -62,7 +63,11 @@ fn glob(pattern: &[u8], name: &[u8]) -> bool {
                 p += 1;
                 resume = Some((p, n));
             }
-            Some(&c) if c == b'?' || c.eq_ignore_ascii_case(&name[n]) => {
+            Some(&c)
+                if c == b'?'
+                    || c == name[n]
+                    || (ignore_case && c.eq_ignore_ascii_case(&name[n])) =>
+            {
                 p += 1;
                 n += 1;
             }

@@ -22,15 +22,34 @@ pub struct LiveSession {
     pub(super) channels: watch::Sender<usize>,
     /// Set while a probe runs, so that a burst of evidence sends one ping, not one each.
     probing: AtomicBool,
+    /// For a session through a jump host: its channel on the jump session, counted there.
+    _carrier: Option<Carrier>,
+}
+
+/// A lease whose channel carries another session (ProxyJump): keeps the jump session, and its
+/// channel count, up for as long as the session it carries lives.
+pub struct Carrier {
+    _session: Arc<LiveSession>,
+    _count: ChannelCount,
+}
+
+impl Carrier {
+    pub(super) fn new(session: Arc<LiveSession>, count: ChannelCount) -> Carrier {
+        Carrier {
+            _session: session,
+            _count: count,
+        }
+    }
 }
 
 impl LiveSession {
-    pub(super) fn new(conn: Connection, generation: u64) -> LiveSession {
+    pub(super) fn new(conn: Connection, carrier: Option<Carrier>, generation: u64) -> LiveSession {
         LiveSession {
             conn,
             generation,
             channels: watch::channel(0).0,
             probing: AtomicBool::new(false),
+            _carrier: carrier,
         }
     }
 
@@ -44,9 +63,14 @@ impl LiveSession {
         !self.conn.dead.is_cancelled() && !self.conn.handle.is_closed()
     }
 
-    /// The local address of the session's TCP connection.
+    /// The addresses of the TCP connection the session runs over (its jump host's, for
+    /// ProxyJump).
     pub fn local_addr(&self) -> std::net::SocketAddr {
         self.conn.local_addr
+    }
+
+    pub fn remote_addr(&self) -> std::net::SocketAddr {
+        self.conn.remote_addr
     }
 
     /// Asks the server for a reply within `deadline`; declares the session dead if none comes.

@@ -15,6 +15,7 @@ mod slot;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,11 +28,12 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span};
 
 pub use backoff::Backoff;
-pub use live::LiveSession;
+pub use live::{Carrier, LiveSession};
 pub use monitor::watch_network;
 
-use crate::client::ConnectError;
+use crate::client::{self, ConnectError, Connection};
 use crate::config::{HostSpec, Target};
+use crate::jump;
 use crate::ssh_config::HostConfig;
 use live::ChannelCount;
 use slot::{HostSlot, Phase};
@@ -70,13 +72,25 @@ pub enum OpenError {
 
 /// Owns every host's session.
 pub struct SessionManager {
+    /// The forwards' hosts, by spec.
     hosts: HashMap<HostSpec, Arc<HostSlot>>,
+    /// Every slot, forwards' hosts and jump hosts, each jump host before the hosts it carries.
+    slots: Vec<Arc<HostSlot>>,
+    shared: Shared,
+}
+
+/// What connection tasks and connect attempts need of the manager; cheap to clone into a task.
+#[derive(Clone)]
+struct Shared {
     backoff: Backoff,
     tasks: TaskTracker,
     shutdown: CancellationToken,
     /// Wakes the network watcher, which idles while no session is up.
     session_up: Arc<Notify>,
 }
+
+type Connecting<'a> =
+    Pin<Box<dyn Future<Output = Result<(Connection, Option<Carrier>), ConnectError>> + Send + 'a>>;
 
 /// A channel on a session, counted as open until dropped.
 pub struct Lease {
@@ -100,19 +114,23 @@ impl SessionManager {
         backoff: Backoff,
         shutdown: CancellationToken,
     ) -> Self {
+        let mut slots = Vec::new();
         let hosts = hosts
             .into_iter()
             .map(|config| {
-                let slot = HostSlot::new(config);
-                (slot.config.spec.clone(), Arc::new(slot))
+                let slot = slot_for(config, &mut slots);
+                (slot.config.spec.clone(), slot)
             })
             .collect();
         SessionManager {
             hosts,
-            backoff,
-            tasks: TaskTracker::new(),
-            shutdown,
-            session_up: Arc::new(Notify::new()),
+            slots,
+            shared: Shared {
+                backoff,
+                tasks: TaskTracker::new(),
+                shutdown,
+                session_up: Arc::new(Notify::new()),
+            },
         }
     }
 
@@ -128,6 +146,19 @@ impl SessionManager {
             .hosts
             .get(host)
             .ok_or_else(|| OpenError::UnknownHost(host.to_string()))?;
+        self.shared.open_on(slot, target, originator).await
+    }
+}
+
+impl Shared {
+    /// [`SessionManager::open_channel`] on a given slot, also a jump host's.
+    async fn open_on(
+        &self,
+        slot: &Arc<HostSlot>,
+        target: &Target,
+        originator: SocketAddr,
+    ) -> Result<Lease, OpenError> {
+        let host = &slot.config.spec;
         let lost = || OpenError::SessionLost {
             host: host.to_string(),
             target: target.to_string(),
@@ -236,29 +267,57 @@ impl SessionManager {
     /// Runs a connect attempt in its own task, so that it completes (and its outcome is shared)
     /// even if the connection that started it goes away.
     fn spawn_attempt(&self, slot: Arc<HostSlot>) {
-        let backoff = self.backoff;
-        let shutdown = self.shutdown.clone();
-        let tasks = self.tasks.clone();
+        let shared = self.clone();
         let host = slot.host();
         let span = info_span!(parent: None, "connect", %host);
-        let session_up = self.session_up.clone();
         self.tasks.spawn(
             async move {
-                if let Some(session) = slot.attempt(backoff, &shutdown).await {
-                    session_up.notify_one();
+                let connecting = shared.connect(&slot);
+                if let Some(session) = slot
+                    .attempt(connecting, shared.backoff, &shared.shutdown)
+                    .await
+                {
+                    shared.session_up.notify_one();
                     let span =
                         info_span!(parent: None, "session", %host, generation = session.generation);
-                    tasks.spawn(watch_session(slot, session, shutdown).instrument(span));
+                    shared.tasks.spawn(
+                        watch_session(slot, session, shared.shutdown.clone()).instrument(span),
+                    );
                 }
             }
             .instrument(span),
         );
     }
 
+    /// Opens `slot`'s session: directly, or over a channel of its jump host's session.
+    fn connect<'a>(&'a self, slot: &'a HostSlot) -> Connecting<'a> {
+        let config = slot.config.clone();
+        match &slot.via {
+            None => Box::pin(async move { client::connect(config).await.map(|c| (c, None)) }),
+            Some(via) => Box::pin(async move {
+                let lease = self
+                    .open_on(via, &jump::hop_target(&config), jump::ORIGINATOR)
+                    .await;
+                let lease = lease.map(|lease| {
+                    let (local, remote) = (lease.session.local_addr(), lease.session.remote_addr());
+                    (
+                        lease.channel,
+                        Carrier::new(lease.session, lease._count),
+                        local,
+                        remote,
+                    )
+                });
+                jump::connect_over(config, lease).await
+            }),
+        }
+    }
+}
+
+impl SessionManager {
     /// The network changed (an address or link came or went): let hosts that failed
     /// transiently retry at once, and check the sessions' local addresses.
     pub fn network_changed(&self) {
-        for slot in self.hosts.values() {
+        for slot in self.slots.iter() {
             slot.forgive_transient_failure();
         }
         self.check_local_addresses();
@@ -266,7 +325,7 @@ impl SessionManager {
 
     /// Probes every session whose local address is no longer configured on any interface.
     pub fn check_local_addresses(&self) {
-        for slot in self.hosts.values() {
+        for slot in self.slots.iter() {
             let Some(session) = slot.live() else { continue };
             let local = session.local_addr().ip();
             match crate::netwatch::is_local_address(local) {
@@ -283,7 +342,7 @@ impl SessionManager {
 
     /// The machine slept or its clock jumped: probe every session.
     pub fn clock_jumped(&self, by: Duration) {
-        for slot in self.hosts.values() {
+        for slot in self.slots.iter() {
             if let Some(session) = slot.live() {
                 let why = format!("clock jumped by {}", humantime::format_duration(by));
                 info!(host = %slot.host(), "{why}; probing the session");
@@ -294,7 +353,7 @@ impl SessionManager {
 
     /// Whether any host has a session up (the network watcher works only then).
     pub fn any_session_up(&self) -> bool {
-        self.hosts.values().any(|slot| slot.live().is_some())
+        self.slots.iter().any(|slot| slot.live().is_some())
     }
 
     /// Whether any host has a session up or being opened: the daemon is not idle then.
@@ -306,18 +365,19 @@ impl SessionManager {
 
     /// Resolves once a session has come up since the last call (at once if one did meanwhile).
     pub async fn session_came_up(&self) {
-        self.session_up.notified().await;
+        self.shared.session_up.notified().await;
     }
 
     fn spawn_probe(&self, session: Arc<LiveSession>, deadline: Duration, why: String) {
-        self.tasks.spawn(async move {
+        self.shared.tasks.spawn(async move {
             session.probe(deadline, &why).await;
         });
     }
 
     /// Closes every session and waits for their watchers and attempts to finish.
     pub async fn close_all(&self) {
-        for slot in self.hosts.values() {
+        // Sessions carried by a jump host first, then the jump host.
+        for slot in self.slots.iter().rev() {
             let mut taken = None;
             slot.state.send_if_modified(|s| match &s.phase {
                 Phase::Up(session) => {
@@ -331,8 +391,8 @@ impl SessionManager {
                 session.disconnect("lazytunnel is shutting down").await;
             }
         }
-        self.tasks.close();
-        self.tasks.wait().await;
+        self.shared.tasks.close();
+        self.shared.tasks.wait().await;
     }
 }
 
@@ -404,4 +464,19 @@ async fn watch_session(
         "session down"
     );
     slot.retire(&session, true, |_| true);
+}
+
+/// The slot for `config`, shared with any equal host (a jump host used by several targets, or
+/// also forwarded to, is one session), created with its jump host's slot first if new.
+fn slot_for(config: HostConfig, slots: &mut Vec<Arc<HostSlot>>) -> Arc<HostSlot> {
+    if let Some(slot) = slots.iter().find(|s| *s.config == config) {
+        return slot.clone();
+    }
+    let via = config
+        .jump
+        .as_deref()
+        .map(|jump| slot_for(jump.clone(), slots));
+    let slot = Arc::new(HostSlot::new(config, via));
+    slots.push(slot.clone());
+    slot
 }

@@ -15,12 +15,14 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::backoff::{Backoff, random_unit};
-use super::live::LiveSession;
-use crate::client::{self, ConnectError};
+use super::live::{Carrier, LiveSession};
+use crate::client::{ConnectError, Connection};
 use crate::ssh_config::HostConfig;
 
-pub(super) struct HostSlot {
+pub(crate) struct HostSlot {
     pub(super) config: Arc<HostConfig>,
+    /// The jump host's slot (ProxyJump): this host's sessions run over its channels.
+    pub(super) via: Option<Arc<HostSlot>>,
     pub(super) state: watch::Sender<SlotState>,
     generation: AtomicU64,
 }
@@ -59,7 +61,7 @@ impl SlotState {
 }
 
 impl HostSlot {
-    pub(super) fn new(config: HostConfig) -> HostSlot {
+    pub(super) fn new(config: HostConfig, via: Option<Arc<HostSlot>>) -> HostSlot {
         let state = SlotState {
             phase: Phase::Idle,
             since: SystemTime::now(),
@@ -69,6 +71,7 @@ impl HostSlot {
         };
         HostSlot {
             config: Arc::new(config),
+            via,
             state: watch::channel(state).0,
             generation: AtomicU64::new(0),
         }
@@ -78,10 +81,12 @@ impl HostSlot {
         self.config.spec.to_string()
     }
 
-    /// Runs one connect attempt (the caller has already moved the slot to `Connecting`) and
-    /// records its outcome. Returns the session, for the caller to watch, if one came up.
+    /// Runs one connect attempt, `connecting` (the caller has already moved the slot to
+    /// `Connecting`), and records its outcome. Returns the session, for the caller to watch,
+    /// if one came up.
     pub(super) async fn attempt(
         &self,
+        connecting: impl Future<Output = Result<(Connection, Option<Carrier>), ConnectError>>,
         backoff: Backoff,
         shutdown: &CancellationToken,
     ) -> Option<Arc<LiveSession>> {
@@ -94,16 +99,16 @@ impl HostSlot {
             tracing::debug!(%host, "opening session");
         }
         let outcome = tokio::select! {
-            outcome = client::connect(self.config.clone()) => outcome,
+            outcome = connecting => outcome,
             () = shutdown.cancelled() => {
                 self.state.send_modify(|s| s.enter(Phase::Idle));
                 return None;
             }
         };
         match outcome {
-            Ok(conn) => {
+            Ok((conn, carrier)) => {
                 info!(%host, local = %conn.local_addr, remote = %conn.remote_addr, "session up");
-                let session = Arc::new(LiveSession::new(conn, generation));
+                let session = Arc::new(LiveSession::new(conn, carrier, generation));
                 self.state.send_modify(|s| {
                     s.enter(Phase::Up(session.clone()));
                     s.failures = 0;

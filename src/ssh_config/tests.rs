@@ -1,4 +1,7 @@
 use super::*;
+use crate::config::Config;
+
+mod fidelity;
 
 fn config_for(hosts: &str, toml_hosts: &str) -> Config {
     let text = format!(
@@ -34,9 +37,10 @@ fn alias_hostname_port_user_come_from_ssh_config() {
     assert_eq!(host.user, "vit");
 }
 
+/// OpenSSH 9.2 (`ssh -G`) matches Host patterns case-sensitively against the name as given.
 #[test]
-fn host_patterns_match_case_insensitively_and_first_value_wins() {
-    let text = "Host SRV*\n  User first\nHost srv11\n  User second\n  Port 2200\n";
+fn host_patterns_match_case_sensitively_and_first_value_wins() {
+    let text = "Host SRV*\n  User upper\nHost srv*\n  User first\nHost srv11\n  User second\n  Port 2200\n";
     let host = resolve(text, "srv11");
     assert_eq!(host.user, "first");
     assert_eq!(host.port, 2200);
@@ -185,19 +189,23 @@ fn parse_error_names_file_and_line() {
         text,
         PathBuf::from("/home/u"),
     )
-    .err()
-    .expect("bad port is an error")
+    .map(|ssh| {
+        let config = config_for("srv11", "");
+        ssh.resolve(&config, &config.forwards[0].host)
+    })
+    .expect("parses")
+    .expect_err("bad port is an error")
     .to_string();
     assert!(err.starts_with("/test/ssh_config:3:"), "{err}");
-    assert!(err.contains("Port notaport"), "{err}");
+    assert!(err.contains("Port \"notaport\""), "{err}");
 }
 
 #[test]
 fn missing_default_file_is_empty_but_missing_explicit_file_is_an_error() {
     let dir = tempfile::tempdir().expect("tempdir");
     let missing = dir.path().join("nope");
-    assert!(SshConfigFile::load(&missing, true).is_ok());
-    let err = SshConfigFile::load(&missing, false)
+    assert!(SshConfigFile::load(&missing, true, None).is_ok());
+    let err = SshConfigFile::load(&missing, false, None)
         .err()
         .expect("explicit missing file fails")
         .to_string();

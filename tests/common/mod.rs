@@ -16,6 +16,7 @@
 #![allow(dead_code)]
 
 pub mod agent;
+pub mod certs;
 pub mod daemon;
 pub mod keys;
 pub mod log;

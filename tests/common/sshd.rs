@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+use super::certs::{self, CertKind};
 use super::keys::{self, KeyPair, KeyType};
 use super::log::LogFile;
 use super::net::free_port;
@@ -30,6 +31,8 @@ pub struct TestSshdBuilder {
     extra_host_keys: Vec<KeyType>,
     encrypted_key_passphrase: Option<String>,
     rsa_user_key: bool,
+    host_certificate: bool,
+    user_certificate: bool,
     config_lines: Vec<String>,
     listen: Option<IpAddr>,
     netns: Option<NsHandle>,
@@ -55,6 +58,21 @@ impl TestSshdBuilder {
     /// Also create an authorized, unencrypted RSA user key ([`TestSshd::rsa_key_path`]).
     pub fn rsa_user_key(mut self) -> Self {
         self.rsa_user_key = true;
+        self
+    }
+
+    /// Also present a host certificate for the ed25519 host key, signed by a test CA
+    /// ([`TestSshd::host_ca`]) for the principal `127.0.0.1` (`HostCertificate`).
+    pub fn host_certificate(mut self) -> Self {
+        self.host_certificate = true;
+        self
+    }
+
+    /// Also trust a test user CA (`TrustedUserCAKeys`) and create an ed25519 user key that is
+    /// *not* in authorized_keys, with a certificate from that CA for the test user
+    /// ([`TestSshd::certified_user_key`]).
+    pub fn user_certificate(mut self) -> Self {
+        self.user_certificate = true;
         self
     }
 
@@ -93,6 +111,9 @@ pub struct TestSshd {
     user_key: KeyPair,
     encrypted_key: Option<(KeyPair, String)>,
     rsa_key: Option<KeyPair>,
+    host_ca: Option<KeyPair>,
+    /// The key and its certificate path.
+    certified_user_key: Option<(KeyPair, PathBuf)>,
     config_path: PathBuf,
     log: LogFile,
     child: Option<Child>,
@@ -150,12 +171,27 @@ impl TestSshd {
             &(authorized.join("\n") + "\n"),
         );
 
-        let config_path = dir.path().join("sshd_config");
         let user = current_user();
         let listen = options.listen.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+        let mut config_lines = options.config_lines.clone();
+        let host_ca = options.host_certificate.then(|| {
+            let ca = keys::generate(dir.path(), "host_ca", KeyType::Ed25519, None);
+            let cert = certs::sign(&ca, &host_keys[0], CertKind::Host, &listen.to_string());
+            config_lines.push(format!("HostCertificate {}", path_str(&cert)));
+            ca
+        });
+        let certified_user_key = options.user_certificate.then(|| {
+            let ca = keys::generate(dir.path(), "user_ca", KeyType::Ed25519, None);
+            let key = keys::generate(dir.path(), "id_certified", KeyType::Ed25519, None);
+            let cert = certs::sign(&ca, &key, CertKind::User, user);
+            config_lines.push(format!("TrustedUserCAKeys {}", path_str(&ca.public_path)));
+            (key, cert)
+        });
+
+        let config_path = dir.path().join("sshd_config");
         write_file(
             &config_path,
-            &sshd_config(dir.path(), user, listen, &host_keys, &options.config_lines),
+            &sshd_config(dir.path(), user, listen, &host_keys, &config_lines),
         );
 
         let mut sshd = TestSshd {
@@ -167,6 +203,8 @@ impl TestSshd {
             user_key,
             encrypted_key,
             rsa_key,
+            host_ca,
+            certified_user_key,
             config_path,
             log: LogFile::new(dir.path().join("sshd.log")),
             child: None,
@@ -285,6 +323,23 @@ impl TestSshd {
         self.rsa_key
             .as_ref()
             .map(|pair| pair.private_path.as_path())
+    }
+
+    /// The CA that signed the host certificate ([`TestSshdBuilder::host_certificate`]).
+    pub fn host_ca(&self) -> &KeyPair {
+        self.host_ca
+            .as_ref()
+            .expect("the server was built without host_certificate()")
+    }
+
+    /// The user key that only a certificate authorizes, and the certificate's path
+    /// ([`TestSshdBuilder::user_certificate`]).
+    pub fn certified_user_key(&self) -> (&KeyPair, &Path) {
+        let (key, cert) = self
+            .certified_user_key
+            .as_ref()
+            .expect("the server was built without user_certificate()");
+        (key, cert)
     }
 
     pub fn sshd_config_path(&self) -> &Path {
