@@ -191,3 +191,46 @@ async fn a_client_held_across_an_sshd_restart_is_served_when_it_is_back() {
     assert_eq!(s.daemon.log_file().count("session up"), 2);
     assert_eq!(s.daemon.log_file().count("connection refused"), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jump_hosts_death_ends_the_sessions_it_carries_at_once() {
+    let sshd = TestSshd::start();
+    let proxy = FaultProxy::start(sshd.addr()).await;
+    let echo = DataServer::echo().await;
+    // `jump` goes through the proxy; `test` is reached over a channel of `jump`'s session.
+    let jump = std::fs::read_to_string(ssh_config_via(&sshd, &proxy))
+        .expect("read the proxied ssh_config")
+        .replace("Host test", "Host jump");
+    let carried = std::fs::read_to_string(sshd.ssh_config_path()).expect("read the ssh_config")
+        + "    ProxyJump jump\n";
+    let ssh_config = sshd.dir().join("ssh_config.jump_via_proxy");
+    write_file(&ssh_config, &format!("{carried}{jump}"));
+    let through_jump = Forward::via("test", "carried", echo.addr());
+    let on_jump = Forward::via("jump", "direct", echo.addr());
+    let daemon = start_daemon_with(&ssh_config, "", &[&through_jump, &on_jump]).await;
+    let mut carried_client = through_jump.connect().await;
+    echo_once(&mut carried_client, b"through the jump host").await;
+
+    blackhole_then_serve(&proxy, &on_jump).await;
+    let started = Instant::now();
+    let (_, ended) = tokio::time::timeout(TIMEOUT, drain(&mut carried_client))
+        .await
+        .expect("the carried session outlived its jump host's session");
+    eprintln!(
+        "carried connection reset {:?} after the jump host's replacement",
+        started.elapsed()
+    );
+    assert_reset(ended, "connection on a session carried by a dead jump host");
+    let line = daemon
+        .wait_for_log("its jump host's session ended", TIMEOUT)
+        .await;
+    assert!(line.contains("session down"), "{line}");
+}
+
+/// Blackholes the path and serves a new client of `forward` (on the proxied host), which finds
+/// the session dead by its probe and opens a new one.
+async fn blackhole_then_serve(proxy: &FaultProxy, forward: &Forward) {
+    proxy.blackhole();
+    let mut held = forward.connect().await;
+    echo_once(&mut held, b"on a new jump session").await;
+}

@@ -23,20 +23,20 @@ pub struct LiveSession {
     /// Set while a probe runs, so that a burst of evidence sends one ping, not one each.
     probing: AtomicBool,
     /// For a session through a jump host: its channel on the jump session, counted there.
-    _carrier: Option<Carrier>,
+    carrier: Option<Carrier>,
 }
 
 /// A lease whose channel carries another session (ProxyJump): keeps the jump session, and its
 /// channel count, up for as long as the session it carries lives.
 pub struct Carrier {
-    _session: Arc<LiveSession>,
+    session: Arc<LiveSession>,
     _count: ChannelCount,
 }
 
 impl Carrier {
     pub(super) fn new(session: Arc<LiveSession>, count: ChannelCount) -> Carrier {
         Carrier {
-            _session: session,
+            session,
             _count: count,
         }
     }
@@ -49,7 +49,7 @@ impl LiveSession {
             generation,
             channels: watch::channel(0).0,
             probing: AtomicBool::new(false),
-            _carrier: carrier,
+            carrier,
         }
     }
 
@@ -57,6 +57,20 @@ impl LiveSession {
     /// their clients on it.
     pub fn dead(&self) -> &CancellationToken {
         &self.conn.dead
+    }
+
+    /// Resolves when the session has ended. A session carried by a jump host whose session
+    /// ended is declared dead at once: its own transport might take keepalives to notice.
+    pub(super) async fn ended(self: &Arc<Self>) {
+        let Some(carrier) = &self.carrier else {
+            return self.conn.dead.cancelled().await;
+        };
+        tokio::select! {
+            () = self.conn.dead.cancelled() => {}
+            () = carrier.session.dead().cancelled() => {
+                self.declare_dead("its jump host's session ended".into());
+            }
+        }
     }
 
     pub(super) fn is_usable(&self) -> bool {

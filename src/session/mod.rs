@@ -197,8 +197,12 @@ impl SessionManager {
     }
 
     fn spawn_probe(&self, session: Arc<LiveSession>, deadline: Duration, why: String) {
+        let shutdown = self.shared.shutdown.clone();
         self.shared.tasks.spawn(async move {
-            session.probe(deadline, &why).await;
+            tokio::select! {
+                _ = session.probe(deadline, &why) => {}
+                () = shutdown.cancelled() => {}
+            }
         });
     }
 

@@ -235,12 +235,12 @@ async fn watch_session(
     let mut channels = session.channels.subscribe();
     loop {
         tokio::select! {
-            () = session.dead().cancelled() => break,
+            () = session.ended() => break,
             () = shutdown.cancelled() => return,
             _ = channels.wait_for(|n| *n == 0) => {}
         }
         tokio::select! {
-            () = session.dead().cancelled() => break,
+            () = session.ended() => break,
             () = shutdown.cancelled() => return,
             _ = channels.changed() => continue,
             () = tokio::time::sleep(idle_timeout) => {
