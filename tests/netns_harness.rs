@@ -189,20 +189,11 @@ fn an_established_connection_outlives_its_deleted_local_address_silently() {
     netns.del_address(CLIENT_CIDR);
     let deleted = Instant::now();
 
-    // Nothing tells the client: the write is accepted, no socket error is pending. The kernel
-    // cannot route the segment (its source address is no longer local), so it is only queued
-    // for retransmission, and the server never gets it.
+    // Nothing tells the client: the write is accepted, no socket error is pending. (Whether
+    // the segment still reaches the server depends on the route cached in the socket, and
+    // varies between runs; replies to the deleted address are never delivered either way.)
     assert_eq!(client.write(b"x").expect("write after deletion"), 1);
     assert!(client.take_error().unwrap().is_none());
-    server
-        .set_read_timeout(Some(Duration::from_millis(500)))
-        .unwrap();
-    let server_read = server.read(&mut [0; 64]);
-    assert_eq!(
-        server_read.as_ref().map_err(|err| err.kind()),
-        Err(std::io::ErrorKind::WouldBlock),
-        "the server got something: {server_read:?}"
-    );
     // Only TCP_USER_TIMEOUT (or, without it, ~15 min of retransmissions) ends it. An idle
     // connection, with nothing to retransmit, would not even notice that.
     client.set_read_timeout(Some(TIMEOUT)).unwrap();
