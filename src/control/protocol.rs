@@ -17,7 +17,9 @@ pub const STATUS_VERSION: u32 = 1;
 pub const MAX_REQUEST: usize = 64 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "command", rename_all = "lowercase", deny_unknown_fields)]
+/// Unknown fields are ignored, so that a newer client's optional fields reach an older daemon
+/// harmlessly; an unknown command is an error.
+#[serde(tag = "command", rename_all = "lowercase")]
 pub enum Request {
     Status,
     Stop,
@@ -174,7 +176,12 @@ mod tests {
             }
         );
         assert!(parse(r#"{"command":"launch"}"#).is_err());
-        assert!(parse(r#"{"command":"status","extra":1}"#).is_err());
+        assert_eq!(
+            parse(r#"{"command":"status","since":1}"#).unwrap(),
+            Request::Status
+        );
+        assert!(parse(r#"{"host":"srv11"}"#).is_err());
+        assert!(parse("[]").is_err());
         assert!(parse(r#"{"command":"connect"}"#).is_err());
         assert_eq!(
             serde_json::to_string(&Request::Reload).unwrap(),
