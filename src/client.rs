@@ -52,9 +52,9 @@ impl ConnectError {
     /// What kind of thing failed, in words for a person: network, host key, authentication…
     pub fn kind(&self) -> &'static str {
         match self {
-            ConnectError::Resolve { .. } | ConnectError::Tcp { .. } | ConnectError::Timeout { .. } => {
-                "network"
-            }
+            ConnectError::Resolve { .. }
+            | ConnectError::Tcp { .. }
+            | ConnectError::Timeout { .. } => "network",
             ConnectError::HostKey(_) => "host key",
             ConnectError::Auth(_) => "authentication",
             ConnectError::Handshake { .. } => "ssh handshake",

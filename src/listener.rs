@@ -84,8 +84,10 @@ impl ForwardStats {
     }
 
     fn record_error(&self, error: String) {
-        *self.last_error.lock().unwrap_or_else(PoisonError::into_inner) =
-            Some((SystemTime::now(), error));
+        *self
+            .last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some((SystemTime::now(), error));
     }
 }
 

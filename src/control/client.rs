@@ -102,7 +102,10 @@ pub fn expect_ok(socket: &Path, req: &Request, timeout: Duration) -> anyhow::Res
     if !response.ok {
         bail!(
             "{}",
-            response.error.as_deref().unwrap_or("the daemon reported an error")
+            response
+                .error
+                .as_deref()
+                .unwrap_or("the daemon reported an error")
         );
     }
     Ok(response)

@@ -66,10 +66,18 @@ impl Forwards {
     }
 
     /// Starts accepting on `listeners` for `forward`, with fresh counters.
-    pub fn start(&mut self, forward: Forward, listeners: Vec<TcpListener>, ctx: &ConnectionContext) {
+    pub fn start(
+        &mut self,
+        forward: Forward,
+        listeners: Vec<TcpListener>,
+        ctx: &ConnectionContext,
+    ) {
         let stats = Arc::new(ForwardStats::default());
         let stop = ctx.stop_accepting.child_token();
-        let listen = listeners.iter().filter_map(|l| l.local_addr().ok()).collect();
+        let listen = listeners
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .collect();
         let loops = listeners
             .into_iter()
             .map(|listener| {
@@ -77,7 +85,8 @@ impl Forwards {
                     forward: forward.clone(),
                     listener,
                 };
-                let accepting = listener::accept_loop(bound, ctx.clone(), stats.clone(), stop.clone());
+                let accepting =
+                    listener::accept_loop(bound, ctx.clone(), stats.clone(), stop.clone());
                 self.loops.spawn(accepting)
             })
             .collect();
@@ -121,10 +130,13 @@ impl Forwards {
                     connections_total: r.stats.total(),
                     bytes_up: traffic.up,
                     bytes_down: traffic.down,
-                    last_error: r.stats.last_error().map(|(at, message)| protocol::LastError {
-                        at: protocol::timestamp(at),
-                        message,
-                    }),
+                    last_error: r
+                        .stats
+                        .last_error()
+                        .map(|(at, message)| protocol::LastError {
+                            at: protocol::timestamp(at),
+                            message,
+                        }),
                 }
             })
             .collect()

@@ -147,7 +147,10 @@ mod apply {
                 .collect();
             let freed: Vec<SocketAddr> = {
                 let forwards = self.forwards();
-                replaced.iter().flat_map(|n| forwards.listening(n)).collect()
+                replaced
+                    .iter()
+                    .flat_map(|n| forwards.listening(n))
+                    .collect()
             };
             let mut fresh: HashMap<String, TcpListener> = HashMap::new();
             for forward in plan.added.iter().chain(&plan.changed) {

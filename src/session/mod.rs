@@ -37,8 +37,8 @@ pub use status::{HostState, HostStatus};
 
 use crate::client::{ConnectError, Connection};
 use crate::config::{HostSpec, Target};
-use crate::ssh_config::HostConfig;
 use crate::forward::Traffic;
+use crate::ssh_config::HostConfig;
 use live::ChannelCount;
 use slot::{HostSlot, Phase, Setup};
 
@@ -161,7 +161,10 @@ impl SessionManager {
         }
         // Unused slots with a session or attempt stay until it ends, so shutdown closes it.
         for slot in old.slots {
-            let idle = matches!(slot.state.borrow().phase, Phase::Idle | Phase::Backoff { .. });
+            let idle = matches!(
+                slot.state.borrow().phase,
+                Phase::Idle | Phase::Backoff { .. }
+            );
             if !idle && !current.slots.iter().any(|s| Arc::ptr_eq(s, &slot)) {
                 current.slots.push(slot);
             }
