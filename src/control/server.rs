@@ -168,3 +168,51 @@ async fn dispatch(request: Request, handler: &impl Handler) -> Response {
         Err(error) => Response::error(error),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn private_dir() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_stale_socket_is_replaced_and_the_new_one_is_private() {
+        let dir = private_dir();
+        let path = dir.path().join("control.sock");
+        // A dead daemon's socket: the file outlives its listener.
+        drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+        assert!(path.exists());
+
+        let socket = bind(&path).expect("stale socket replaced");
+
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        std::os::unix::net::UnixStream::connect(&path).expect("the new socket listens");
+        drop(socket);
+        assert!(!path.exists(), "removed on drop");
+    }
+
+    #[test]
+    fn a_directory_others_can_enter_or_a_non_socket_file_is_refused() {
+        let dir = private_dir();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let err = bind(&dir.path().join("control.sock"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("closed to others") && err.contains("755"),
+            "{err}"
+        );
+
+        let dir = private_dir();
+        let path = dir.path().join("control.sock");
+        std::fs::write(&path, "not a socket").unwrap();
+        let err = bind(&path).unwrap_err().to_string();
+        assert!(err.contains("is not a socket"), "{err}");
+        assert!(path.exists(), "a regular file is never removed");
+    }
+}
