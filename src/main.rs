@@ -221,29 +221,8 @@ fn check(args: CheckArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The control socket a command talks to: named, else the config's (a config that does not
-/// load is no reason to refuse `status`: the default is tried, with a note).
 fn control_socket(args: ControlArgs) -> anyhow::Result<PathBuf> {
-    if let Some(path) = args.control_socket {
-        return Ok(path);
-    }
-    let config = match args.config {
-        Some(path) => Some(Config::load(&path)?),
-        None => match Config::default_path() {
-            Ok(path) if path.exists() => match Config::load(&path) {
-                Ok(config) => Some(config),
-                Err(e) => {
-                    eprintln!("lazytunnel: note: {e}; using the default control socket");
-                    None
-                }
-            },
-            _ => None,
-        },
-    };
-    match config {
-        Some(config) => paths::control_socket(&config),
-        None => paths::default_control_socket(),
-    }
+    client::locate(args.control_socket, args.config)
 }
 
 fn install(manager: InstallManager) -> anyhow::Result<()> {

@@ -3,13 +3,14 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
 use super::protocol::{Request, Response};
-use crate::service::lock;
+use crate::config::Config;
+use crate::service::{lock, paths};
 
 /// How long `status` and `reload` wait for the daemon's answer.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
@@ -18,6 +19,32 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(300);
 /// How long `stop` waits for the daemon to exit: its drain period, closing sessions, slack.
 const EXIT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The control socket a command talks to: `socket` if given, else the `control_socket` of
+/// `config` (or of the default config file), else the default. A default config file that does
+/// not load is no reason to refuse `status`: the default socket is tried, with a note.
+pub fn locate(socket: Option<PathBuf>, config: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    if let Some(path) = socket {
+        return Ok(path);
+    }
+    let config = match config {
+        Some(path) => Some(Config::load(&path)?),
+        None => match Config::default_path() {
+            Ok(path) if path.exists() => match Config::load(&path) {
+                Ok(config) => Some(config),
+                Err(e) => {
+                    eprintln!("lazytunnel: note: {e}; using the default control socket");
+                    None
+                }
+            },
+            _ => None,
+        },
+    };
+    match config {
+        Some(config) => paths::control_socket(&config),
+        None => paths::default_control_socket(),
+    }
+}
 
 /// `lazytunnel status`: the table, or the JSON document (one line) with `json`.
 pub fn status(socket: &Path, json: bool) -> anyhow::Result<String> {

@@ -24,6 +24,9 @@ impl Handler for Daemon {
     }
 
     async fn connect(&self, host: &str) -> Result<String, String> {
+        if self.shutdown.is_cancelled() {
+            return Err("the daemon is shutting down".into());
+        }
         match self.sessions.connect_now(host).await {
             Ok(up) if up.already_up => Ok(format!(
                 "{}: session already up ({} -> {})",

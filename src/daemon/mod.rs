@@ -135,13 +135,15 @@ pub async fn run(setup: Setup) {
         pinned_control_socket,
         shutdown: shutdown.clone(),
     });
-    if let Some(listener) = control {
+    // The control socket answers until the very end, so `status` works while draining.
+    let stop_control = CancellationToken::new();
+    let control = control.map(|listener| {
         tokio::spawn(control_socket::server::serve(
             listener,
             daemon.clone(),
-            shutdown.clone(),
-        ));
-    }
+            stop_control.clone(),
+        ))
+    });
     tokio::spawn(reload_on_notify(daemon.clone(), reload));
     if let Some(after) = exit_when_idle {
         let (sessions, connections) = (sessions.clone(), ctx.connections.clone());
@@ -181,6 +183,10 @@ pub async fn run(setup: Setup) {
     stop_sessions.cancel();
     let _ = network.await;
     sessions.close_all().await;
+    stop_control.cancel();
+    if let Some(control) = control {
+        let _ = control.await;
+    }
     info!("stopped");
 }
 
