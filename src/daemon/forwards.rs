@@ -7,7 +7,6 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::config::Forward;
 use crate::control::protocol;
@@ -44,15 +43,12 @@ impl Stopping {
 /// Every forward being served, in config order.
 pub(super) struct Forwards {
     running: Vec<Running>,
-    /// Every accept loop ever started, so shutdown can wait for them.
-    pub loops: TaskTracker,
 }
 
 impl Forwards {
     pub fn new() -> Forwards {
         Forwards {
             running: Vec::new(),
-            loops: TaskTracker::new(),
         }
     }
 
@@ -87,7 +83,7 @@ impl Forwards {
                 };
                 let accepting =
                     listener::accept_loop(bound, ctx.clone(), stats.clone(), stop.clone());
-                self.loops.spawn(accepting)
+                tokio::spawn(accepting)
             })
             .collect();
         self.running.push(Running {
@@ -108,6 +104,12 @@ impl Forwards {
             forward: running.forward,
             loops: running.loops,
         })
+    }
+
+    /// Stops every forward (shutdown).
+    pub fn stop_all(&mut self) -> Vec<Stopping> {
+        let names: Vec<String> = self.running.iter().map(|r| r.forward.name.clone()).collect();
+        names.iter().filter_map(|n| self.stop(n)).collect()
     }
 
     /// Puts the forwards back in `order` (the config's), for status reports.

@@ -158,9 +158,11 @@ pub async fn run(setup: Setup) {
     shutdown.cancelled().await;
     // A reload in progress finishes first; none starts after this.
     let _no_reload = daemon.reloading.lock().await;
-    let loops = daemon.forwards().loops.clone();
-    loops.close();
-    loops.wait().await;
+    let stopping = daemon.forwards().stop_all();
+    for forward in stopping {
+        // Closes the ports: new clients are refused from here on.
+        drop(forward.listeners().await);
+    }
     ctx.connections.close();
     let open = ctx.connections.len();
     if open > 0 {
