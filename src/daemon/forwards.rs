@@ -108,7 +108,11 @@ impl Forwards {
 
     /// Stops every forward (shutdown).
     pub fn stop_all(&mut self) -> Vec<Stopping> {
-        let names: Vec<String> = self.running.iter().map(|r| r.forward.name.clone()).collect();
+        let names: Vec<String> = self
+            .running
+            .iter()
+            .map(|r| r.forward.name.clone())
+            .collect();
         names.iter().filter_map(|n| self.stop(n)).collect()
     }
 

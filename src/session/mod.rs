@@ -15,6 +15,8 @@ mod monitor;
 mod open;
 mod slot;
 mod status;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -135,6 +137,10 @@ impl SessionManager {
     /// keeps its slot, and with it its session and state; the new settings apply from its next
     /// session. New hosts get slots; slots no host uses any more are dropped once idle.
     pub fn update_hosts(&self, hosts: impl IntoIterator<Item = HostConfig>) {
+        // Jump hosts first: a host that is also another's jump host then has its new settings
+        // in place before the host it carries looks for its slot.
+        let mut hosts: Vec<HostConfig> = hosts.into_iter().collect();
+        hosts.sort_by_key(hops);
         let mut current = self.hosts.write().unwrap_or_else(PoisonError::into_inner);
         let old = std::mem::take(&mut *current);
         for config in hosts {
@@ -278,6 +284,11 @@ impl SessionManager {
         self.shared.tasks.close();
         self.shared.tasks.wait().await;
     }
+}
+
+/// How many jump hosts `config` goes through.
+fn hops(config: &HostConfig) -> usize {
+    std::iter::successors(config.jump.as_deref(), |j| j.jump.as_deref()).count()
 }
 
 /// The slot for `config`, shared with any equal host (a jump host used by several targets, or
