@@ -6,10 +6,44 @@ mod common;
 mod control_support;
 mod forwarding_support;
 
-use common::{DataServer, TestSshd, is_reset};
+use common::{DataServer, TestDaemon, TestSshd, is_reset};
 use control_support::{assert_success, entry, status_json, stderr, stdout};
 use forwarding_support::{Forward, PROMPTLY, config_text, echo_once, start_daemon};
 use tokio::net::TcpStream;
+
+/// A daemon serving forwards named `names`, all to one echo server through the `test` host.
+struct Serving {
+    sshd: TestSshd,
+    echo: DataServer,
+    daemon: TestDaemon,
+    forwards: Vec<Forward>,
+}
+
+impl Serving {
+    async fn start(names: &[&'static str]) -> Serving {
+        let sshd = TestSshd::start();
+        let echo = DataServer::echo().await;
+        let forwards: Vec<Forward> = names.iter().map(|n| Forward::new(n, echo.addr())).collect();
+        let daemon = start_daemon(&sshd, "", &forwards.iter().collect::<Vec<_>>()).await;
+        Serving {
+            sshd,
+            echo,
+            daemon,
+            forwards,
+        }
+    }
+
+    /// A new forward to the echo server (not in the config yet).
+    fn new_forward(&self, name: &'static str) -> Forward {
+        Forward::new(name, self.echo.addr())
+    }
+
+    /// Replaces the daemon's config file with `settings` and `forwards`.
+    fn write_config(&self, settings: &str, forwards: &[&Forward]) {
+        let text = config_text(&self.sshd.ssh_config_path(), settings, forwards);
+        self.daemon.write_config(&text);
+    }
+}
 
 /// A connection attempt to a port nothing listens on any more is refused.
 async fn assert_not_listening(port: u16) {
@@ -24,27 +58,24 @@ async fn assert_not_listening(port: u16) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_adds_removes_and_changes_forwards_while_an_unchanged_connection_keeps_working() {
-    let sshd = TestSshd::start();
-    let echo = DataServer::echo().await;
+    let setup = Serving::start(&["keep", "gone", "moved"]).await;
+    let [keep, gone, moved] = &setup.forwards[..] else {
+        unreachable!()
+    };
+    let (sshd, daemon) = (&setup.sshd, &setup.daemon);
     let other_echo = DataServer::echo().await;
-    let keep = Forward::new("keep", echo.addr());
-    let gone = Forward::new("gone", echo.addr());
-    let moved = Forward::new("moved", echo.addr());
-    let daemon = start_daemon(&sshd, "", &[&keep, &gone, &moved]).await;
     let mut held = keep.connect().await;
     echo_once(&mut held, b"before the reload").await;
 
-    let added = Forward::new("added", echo.addr());
+    let added = setup.new_forward("added");
     let moved_now = Forward {
+        name: moved.name,
+        host: moved.host,
+        port: moved.port,
         target: other_echo.addr(),
-        ..moved
     };
     let host_change = "[host.test]\nkeepalive_max = 5\n";
-    daemon.write_config(&config_text(
-        &sshd.ssh_config_path(),
-        host_change,
-        &[&keep, &moved_now, &added],
-    ));
+    setup.write_config(host_change, &[keep, &moved_now, &added]);
     let output = daemon.cli(["reload"]);
 
     assert_success(&output, "reload");
@@ -73,7 +104,7 @@ async fn reload_adds_removes_and_changes_forwards_while_an_unchanged_connection_
         1,
         "the changed forward kept its old target"
     );
-    let status = status_json(&daemon);
+    let status = status_json(daemon);
     let names: Vec<&str> = status["forwards"]
         .as_array()
         .unwrap()
@@ -98,16 +129,15 @@ async fn reload_adds_removes_and_changes_forwards_while_an_unchanged_connection_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_removed_forwards_open_connection_drains_after_it_stops_listening() {
-    let sshd = TestSshd::start();
-    let echo = DataServer::echo().await;
-    let keep = Forward::new("keep", echo.addr());
-    let gone = Forward::new("gone", echo.addr());
-    let daemon = start_daemon(&sshd, "", &[&keep, &gone]).await;
+    let setup = Serving::start(&["keep", "gone"]).await;
+    let [keep, gone] = &setup.forwards[..] else {
+        unreachable!()
+    };
     let mut open = gone.connect().await;
     echo_once(&mut open, b"before").await;
 
-    daemon.write_config(&config_text(&sshd.ssh_config_path(), "", &[&keep]));
-    assert_success(&daemon.cli(["reload"]), "reload");
+    setup.write_config("", &[keep]);
+    assert_success(&setup.daemon.cli(["reload"]), "reload");
 
     assert_not_listening(gone.port).await;
     echo_once(&mut open, b"still carried").await;
@@ -115,16 +145,15 @@ async fn a_removed_forwards_open_connection_drains_after_it_stops_listening() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_config_is_refused_with_its_error_and_the_old_one_keeps_serving() {
-    let sshd = TestSshd::start();
-    let echo = DataServer::echo().await;
-    let keep = Forward::new("keep", echo.addr());
-    let daemon = start_daemon(&sshd, "", &[&keep]).await;
+    let setup = Serving::start(&["keep"]).await;
+    let (keep, daemon) = (&setup.forwards[0], &setup.daemon);
     let mut held = keep.connect().await;
     echo_once(&mut held, b"before").await;
-    let before = status_json(&daemon)["forwards"].clone();
+    let before = status_json(daemon)["forwards"].clone();
 
-    let added = Forward::new("added", echo.addr());
-    let mut broken = config_text(&sshd.ssh_config_path(), "", &[&keep, &added]);
+    let added = setup.new_forward("added");
+    setup.write_config("", &[keep, &added]);
+    let mut broken = std::fs::read_to_string(daemon.config_path()).unwrap();
     broken.push_str("\nbogus_key = 1\n");
     daemon.write_config(&broken);
     let output = daemon.cli(["reload"]);
@@ -139,26 +168,25 @@ async fn a_broken_config_is_refused_with_its_error_and_the_old_one_keeps_serving
     echo_once(&mut held, b"after").await;
     let mut another = keep.connect().await;
     echo_once(&mut another, b"new connection on the old config").await;
-    let after = status_json(&daemon)["forwards"].clone();
+    let after = status_json(daemon)["forwards"].clone();
     assert_eq!(after.as_array().unwrap().len(), 1);
     assert_eq!(after[0]["listen"], before[0]["listen"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_port_in_use_fails_the_reload_before_anything_changes() {
-    let sshd = TestSshd::start();
-    let echo = DataServer::echo().await;
-    let keep = Forward::new("keep", echo.addr());
-    let gone = Forward::new("gone", echo.addr());
-    let daemon = start_daemon(&sshd, "", &[&keep, &gone]).await;
+    let setup = Serving::start(&["keep", "gone"]).await;
+    let [keep, gone] = &setup.forwards[..] else {
+        unreachable!()
+    };
     let squatter = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let taken = Forward {
         port: squatter.local_addr().unwrap().port(),
-        ..Forward::new("taken", echo.addr())
+        ..setup.new_forward("taken")
     };
 
-    daemon.write_config(&config_text(&sshd.ssh_config_path(), "", &[&keep, &taken]));
-    let output = daemon.cli(["reload"]);
+    setup.write_config("", &[keep, &taken]);
+    let output = setup.daemon.cli(["reload"]);
 
     assert!(!output.status.success());
     assert!(
