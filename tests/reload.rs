@@ -226,3 +226,27 @@ async fn sighup_reloads_like_the_command_and_a_bad_config_only_logs() {
     echo_once(&mut held, b"after").await;
     assert_eq!(sshd.established_connections(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changed_host_settings_leave_the_current_session_alone_and_apply_to_the_next() {
+    let setup = Serving::start(&["keep"]).await;
+    let (keep, daemon, sshd) = (&setup.forwards[0], &setup.daemon, &setup.sshd);
+    let mut held = keep.connect().await;
+    echo_once(&mut held, b"before").await;
+    let nothing_there = common::free_port();
+
+    setup.write_config(&format!("[host.test]\nport = {nothing_there}\n"), &[keep]);
+    assert_success(&daemon.cli(["reload"]), "reload");
+
+    echo_once(&mut held, b"the current session carries on").await;
+    assert_eq!(sshd.established_connections(), 1);
+    // Once that session is gone, the next one is opened with the new port.
+    assert!(!sshd.kill_session_processes().is_empty());
+    daemon.wait_for_log("session down", PROMPTLY).await;
+    let refused = daemon.cli(["connect", "test"]);
+    let said = stderr(&refused);
+    assert!(
+        said.contains("network failure") && said.contains(&format!(":{nothing_there}")),
+        "{said}"
+    );
+}
