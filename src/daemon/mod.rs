@@ -4,7 +4,7 @@
 
 mod control;
 mod forwards;
-pub mod reload;
+mod reload;
 
 use std::collections::BTreeMap;
 use std::path::Path;
