@@ -141,6 +141,63 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_host_shows_its_error_and_next_attempt_under_its_row() {
+        use super::super::protocol::{Forward, Host, LastError};
+        let status = Status {
+            version: 1,
+            pid: 42,
+            hosts: vec![Host {
+                host: "srv11".into(),
+                state: "failed".into(),
+                since: "2026-01-01T00:00:00Z".into(),
+                next_attempt: Some("2026-01-01T00:01:00Z".into()),
+                error: Some("host key refused".into()),
+                local_addr: None,
+                remote_addr: None,
+                failures: 1,
+                reconnects: 0,
+                channels: 0,
+                bytes_up: 0,
+                bytes_down: 2048,
+            }],
+            forwards: vec![Forward {
+                name: "smb".into(),
+                listen: vec!["127.0.0.1:4445".into()],
+                host: "srv11".into(),
+                target: "localhost:445".into(),
+                connections_open: 0,
+                connections_total: 3,
+                bytes_up: 0,
+                bytes_down: 2048,
+                last_error: Some(LastError {
+                    at: "2026-01-01T00:00:30Z".into(),
+                    message: "no session to srv11".into(),
+                }),
+            }],
+        };
+        let text = render(&status);
+        let lines: Vec<&str> = text.lines().collect();
+        let row = lines.iter().position(|l| l.starts_with("srv11")).unwrap();
+        assert!(
+            lines[row].contains("failed") && lines[row].contains("2.0 KiB"),
+            "{text}"
+        );
+        assert_eq!(
+            lines[row + 1],
+            "  1 failure(s), next attempt 2026-01-01T00:01:00Z: host key refused"
+        );
+        let row = lines.iter().position(|l| l.starts_with("smb")).unwrap();
+        assert!(
+            lines[row].contains("127.0.0.1:4445") && lines[row].contains(" 3 "),
+            "{text}"
+        );
+        assert_eq!(
+            lines[row + 1],
+            "  last error 2026-01-01T00:00:30Z: no session to srv11"
+        );
+    }
+
+    #[test]
     fn columns_align_and_notes_follow_their_row() {
         let mut table = Table::new(&["A", "B"]);
         table.row(vec!["long-name".into(), "x".into()]);
