@@ -186,3 +186,41 @@ fn a_port_in_use_is_reported_on_the_terminal_before_detaching() {
     assert!(said.contains("\"busy\""), "{said}");
     assert!(!said.contains("running in the background"), "{said}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_detached_daemon_answers_status_and_stop_ends_it() {
+    let sshd = TestSshd::start();
+    let echo = DataServer::echo().await;
+    let forward = Forward::new("echo", echo.addr());
+    let setup = Setup::new(&config_text(&sshd.ssh_config_path(), "", &[&forward]));
+    let started = run_in_background(&setup);
+    assert!(started.status.success(), "{}", stderr(&started));
+    let pid: u32 = std::fs::read_to_string(lock_file(&setup))
+        .expect("the lock file")
+        .trim()
+        .parse()
+        .expect("a pid in the lock file");
+    let daemon = Detached(pid);
+    let command = |verb: &str| {
+        output_of(
+            setup
+                .sandbox
+                .command()
+                .args([verb, "--config", path_str(&setup.config)]),
+        )
+    };
+
+    let status = command("status");
+    assert!(status.status.success(), "{}", stderr(&status));
+    let table = String::from_utf8_lossy(&status.stdout);
+    assert!(table.contains(&format!("lazytunnel pid {pid}")), "{table}");
+    let stopped = command("stop");
+
+    assert!(stopped.status.success(), "{}", stderr(&stopped));
+    assert!(
+        daemon.wait_for_exit(Duration::ZERO).await,
+        "stop returned before the exit"
+    );
+    let after = command("status");
+    assert!(stderr(&after).contains("not running"), "{}", stderr(&after));
+}

@@ -269,3 +269,41 @@ async fn check_connect_reports_each_host_and_fails_when_one_cannot_be_reached() 
     // No daemon was involved, and nothing stays connected.
     assert_eq!(sshd.wait_for_connections(0, TIMEOUT).await, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_socket_on_the_command_line_is_where_the_daemon_listens() {
+    let sshd = TestSshd::start();
+    let echo = DataServer::echo().await;
+    let forward = Forward::new("echo", echo.addr());
+    let private = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(private.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let socket = private.path().join("ctl.sock");
+    let daemon = common::TestDaemon::builder()
+        .config_text(config_text(&sshd.ssh_config_path(), "", &[&forward]))
+        .arg("--control-socket")
+        .arg(&socket)
+        .start();
+    daemon.wait_for_log("listening", TIMEOUT).await;
+
+    let output = daemon.cli(["status", "--json", "--control-socket", path_str(&socket)]);
+
+    assert_success(&output, "status --control-socket");
+    assert!(
+        !control_socket(&daemon).exists(),
+        "the default socket was bound too"
+    );
+    let default = daemon.cli(["status"]);
+    assert!(
+        stderr(&default).contains("not running"),
+        "{}",
+        stderr(&default)
+    );
+    // A reload keeps the socket given on the command line.
+    let reload = daemon.cli(["reload", "--control-socket", path_str(&socket)]);
+    assert_success(&reload, "reload");
+    assert!(
+        !stdout(&reload).contains("not applied"),
+        "{}",
+        stdout(&reload)
+    );
+}
