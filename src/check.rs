@@ -1,10 +1,43 @@
-//! `lazytunnel check`: the resolved picture of a configuration, as the daemon would use it.
+//! `lazytunnel check`: the resolved picture of a configuration, as the daemon would use it,
+//! and with `--connect` a session attempt to each host.
 
 use std::fmt::Write;
 use std::path::Path;
 
+use tokio_util::sync::CancellationToken;
+
 use crate::config::Config;
+use crate::session::{Backoff, SessionManager};
 use crate::ssh_config::{HostConfig, IdentityAgent};
+
+/// `check --connect`: opens a session to each host in turn, as the daemon would (through its
+/// jump hosts, checking host keys, authenticating), and closes it. Returns one line per host
+/// and whether all succeeded.
+pub async fn connect_all(config: &Config, hosts: Vec<HostConfig>) -> (String, bool) {
+    let names: Vec<String> = hosts.iter().map(|h| h.spec.alias.clone()).collect();
+    let backoff = Backoff {
+        min: config.limits.backoff_min,
+        max: config.limits.backoff_max,
+    };
+    let stop = CancellationToken::new();
+    let sessions = SessionManager::new(hosts, backoff, stop.clone());
+    let mut out = String::from("\nconnect\n");
+    let mut all_ok = true;
+    for name in names {
+        match sessions.connect_now(&name).await {
+            Ok(up) => {
+                let _ = writeln!(out, "  {name}: ok ({} -> {})", up.local, up.remote);
+            }
+            Err(e) => {
+                all_ok = false;
+                let _ = writeln!(out, "  {name}: FAILED: {e}");
+            }
+        }
+    }
+    stop.cancel();
+    sessions.close_all().await;
+    (out, all_ok)
+}
 
 /// Renders what the daemon would do with `config` and its resolved `hosts`.
 pub fn render(config: &Config, hosts: &[HostConfig]) -> String {

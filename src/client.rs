@@ -49,6 +49,19 @@ pub enum ConnectError {
 }
 
 impl ConnectError {
+    /// What kind of thing failed, in words for a person: network, host key, authentication…
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ConnectError::Resolve { .. }
+            | ConnectError::Tcp { .. }
+            | ConnectError::Timeout { .. } => "network",
+            ConnectError::HostKey(_) => "host key",
+            ConnectError::Auth(_) => "authentication",
+            ConnectError::Handshake { .. } => "ssh handshake",
+            ConnectError::Jump { .. } => "jump host",
+        }
+    }
+
     /// Failures that retrying cannot fix without the user's action.
     pub fn is_permanent(&self) -> bool {
         if let ConnectError::Jump { permanent, .. } = self {

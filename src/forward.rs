@@ -3,6 +3,7 @@
 //! client whenever the transfer is cut, so a client never mistakes a cut for a clean end.
 
 use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use std::collections::VecDeque;
@@ -29,6 +30,31 @@ pub struct Transferred {
     pub up: u64,
     /// Server → local client.
     pub down: u64,
+}
+
+/// Running byte counts, shared by whoever reports on them (a forward, a host); a connection
+/// adds to them as data moves, not only when it ends, so a long transfer shows in status.
+#[derive(Debug, Default)]
+pub struct Traffic {
+    up: AtomicU64,
+    down: AtomicU64,
+}
+
+impl Traffic {
+    pub fn add_up(&self, n: u64) {
+        self.up.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn add_down(&self, n: u64) {
+        self.down.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> Transferred {
+        Transferred {
+            up: self.up.load(Ordering::Relaxed),
+            down: self.down.load(Ordering::Relaxed),
+        }
+    }
 }
 
 /// How a forwarded connection ended.
@@ -66,16 +92,18 @@ pub struct Budget {
 
 /// Forwards `local` over `channel` until both directions have ended, or until `cut` resolves
 /// (session death, forced shutdown) with its reason. On any error the local socket is reset.
+/// Every byte moved is also added to each of `meters` as it goes.
 pub async fn forward(
     mut local: TcpStream,
     channel: Channel<Msg>,
     budget: Budget,
+    meters: &[&Traffic],
     cut: impl Future<Output = &'static str>,
 ) -> Result<Transferred, ForwardError> {
     let mut moved = Transferred::default();
     let result = {
         let (local_read, local_write) = local.split();
-        let copying = copy_both_ways(local_read, local_write, channel, budget, &mut moved);
+        let copying = copy_both_ways(local_read, local_write, channel, budget, meters, &mut moved);
         tokio::select! {
             // Session death wins over a simultaneous channel EOF: russh ends channels on a dead
             // session as if they had finished cleanly.
@@ -104,6 +132,7 @@ async fn copy_both_ways(
     mut local_write: WriteHalf<'_>,
     channel: Channel<Msg>,
     budget: Budget,
+    meters: &[&Traffic],
     moved: &mut Transferred,
 ) -> Result<(), ForwardError> {
     let (mut remote_read, remote_write) = channel.split();
@@ -132,6 +161,7 @@ async fn copy_both_ways(
                 return Ok::<(), ForwardError>(());
             }
             up_bytes += n as u64;
+            meters.iter().for_each(|m| m.add_up(n as u64));
             remote_write
                 .data_bytes(buf.freeze())
                 .await
@@ -139,7 +169,7 @@ async fn copy_both_ways(
         }
     };
 
-    let downstream = drain_downstream(&mut remote_read, &mut local_write, budget);
+    let downstream = drain_downstream(&mut remote_read, &mut local_write, budget, meters);
     let outcome = {
         tokio::pin!(upstream, downstream);
         let mut upstream_done = false;
@@ -173,6 +203,7 @@ async fn drain_downstream(
     remote_read: &mut russh::ChannelReadHalf,
     local_write: &mut WriteHalf<'_>,
     budget: Budget,
+    meters: &[&Traffic],
 ) -> Result<u64, ForwardError> {
     let mut pending = Pending::default();
     let mut delivered = 0u64;
@@ -216,6 +247,7 @@ async fn drain_downstream(
                 }
                 pending.consume(n);
                 delivered += n as u64;
+                meters.iter().for_each(|m| m.add_down(n as u64));
                 if pending.bytes <= stall_level {
                     behind_since = None;
                 }

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod check;
 pub mod client;
 pub mod config;
+pub mod control;
 pub mod daemon;
 pub mod forward;
 pub mod jump;

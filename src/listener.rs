@@ -1,10 +1,11 @@
 //! Local listeners: binding each forward's address, and the accept loop that hands every
-//! accepted socket to its own connection task.
+//! accepted socket to its own connection task, counting what each forward carries.
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
@@ -13,7 +14,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::config::{Forward, Limits};
-use crate::forward::{self, ForwardError};
+use crate::forward::{self, ForwardError, Traffic};
 use crate::session::SessionManager;
 
 /// A forward with its bound listening socket.
@@ -53,6 +54,60 @@ impl BoundForward {
     }
 }
 
+/// What one forward has carried, for status reports. Kept across a reload that leaves the
+/// forward unchanged.
+#[derive(Debug, Default)]
+pub struct ForwardStats {
+    open: AtomicU64,
+    total: AtomicU64,
+    pub traffic: Traffic,
+    last_error: Mutex<Option<(SystemTime, String)>>,
+}
+
+impl ForwardStats {
+    /// Connections open now (including those waiting for a session).
+    pub fn open(&self) -> u64 {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    /// Connections accepted since the forward started.
+    pub fn total(&self) -> u64 {
+        self.total.load(Ordering::Relaxed)
+    }
+
+    /// The last connection that failed for a reason other than its own client, and when.
+    pub fn last_error(&self) -> Option<(SystemTime, String)> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn record_error(&self, error: String) {
+        *self
+            .last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some((SystemTime::now(), error));
+    }
+}
+
+/// Counts a connection as open for as long as it lives.
+struct OpenGuard<'a>(&'a ForwardStats);
+
+impl<'a> OpenGuard<'a> {
+    fn new(stats: &'a ForwardStats) -> Self {
+        stats.open.fetch_add(1, Ordering::Relaxed);
+        stats.total.fetch_add(1, Ordering::Relaxed);
+        OpenGuard(stats)
+    }
+}
+
+impl Drop for OpenGuard<'_> {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// What every accept loop shares.
 #[derive(Clone)]
 pub struct ConnectionContext {
@@ -62,14 +117,21 @@ pub struct ConnectionContext {
     pub limit: Arc<Semaphore>,
     /// Tracks connection tasks, so shutdown can wait for them to drain.
     pub connections: TaskTracker,
-    /// Stops accepting.
+    /// Stops accepting, on every forward (each loop also has its own token, for a reload).
     pub stop_accepting: CancellationToken,
     /// Cuts open connections (after the drain period).
     pub cut_connections: CancellationToken,
 }
 
-/// Accepts connections on `bound` until `ctx.stop_accepting` fires.
-pub async fn accept_loop(bound: BoundForward, ctx: ConnectionContext) {
+/// Accepts connections on `bound` until `stop` fires (a child of `ctx.stop_accepting`), then
+/// returns the listener, which a reload may hand to the forward's next accept loop. Open
+/// connections are not touched: they live in `ctx.connections`.
+pub async fn accept_loop(
+    bound: BoundForward,
+    ctx: ConnectionContext,
+    stats: Arc<ForwardStats>,
+    stop: CancellationToken,
+) -> TcpListener {
     let BoundForward { forward, listener } = bound;
     let forward = Arc::new(forward);
     let local = listener
@@ -91,15 +153,15 @@ pub async fn accept_loop(bound: BoundForward, ctx: ConnectionContext) {
                 tokio::select! {
                     permit = ctx.limit.clone().acquire_owned() => match permit {
                         Ok(permit) => permit,
-                        Err(_) => return,
+                        Err(_) => return listener,
                     },
-                    () = ctx.stop_accepting.cancelled() => return,
+                    () = stop.cancelled() => return listener,
                 }
             }
         };
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
-            () = ctx.stop_accepting.cancelled() => return,
+            () = stop.cancelled() => return listener,
         };
         match accepted {
             Ok((stream, peer)) => {
@@ -107,9 +169,11 @@ pub async fn accept_loop(bound: BoundForward, ctx: ConnectionContext) {
                 let span = info_span!("conn", forward = %forward.name, %peer);
                 let ctx2 = ctx.clone();
                 let forward = forward.clone();
+                let stats = stats.clone();
                 ctx.connections.spawn(
                     async move {
-                        handle_connection(stream, peer, &forward, &ctx2).await;
+                        let _open = OpenGuard::new(&stats);
+                        handle_connection(stream, peer, &forward, &ctx2, &stats).await;
                         drop(permit);
                     }
                     .instrument(span),
@@ -121,7 +185,7 @@ pub async fn accept_loop(bound: BoundForward, ctx: ConnectionContext) {
                 error!(forward = %forward.name, "accept failed: {e}; retrying in {pause:?}");
                 tokio::select! {
                     () = tokio::time::sleep(pause) => {}
-                    () = ctx.stop_accepting.cancelled() => return,
+                    () = stop.cancelled() => return listener,
                 }
             }
         }
@@ -133,6 +197,7 @@ async fn handle_connection(
     peer: SocketAddr,
     forward: &Forward,
     ctx: &ConnectionContext,
+    stats: &ForwardStats,
 ) {
     let _ = stream.set_nodelay(true);
     debug!(target = %forward.target, "accepted");
@@ -147,6 +212,7 @@ async fn handle_connection(
         Ok(lease) => lease,
         Err(e) => {
             warn!("connection refused: {e}");
+            stats.record_error(e.to_string());
             forward::reset(&stream);
             return;
         }
@@ -162,10 +228,14 @@ async fn handle_connection(
         bytes: ctx.limits.connection_buffer,
         stall_timeout: ctx.limits.stall_timeout,
     };
-    match forward::forward(stream, lease.channel, budget, cut).await {
+    let meters = [&stats.traffic, &*lease.traffic];
+    match forward::forward(stream, lease.channel, budget, &meters, cut).await {
         Ok(moved) => debug!(up = moved.up, down = moved.down, "closed"),
         Err(ForwardError::Local(e)) => debug!("reset: local client: {e}"),
-        Err(e) => info!("reset: {e}"),
+        Err(e) => {
+            info!("reset: {e}");
+            stats.record_error(e.to_string());
+        }
     }
 }
 

@@ -3,16 +3,19 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use lazytunnel::config::Config;
+use lazytunnel::control::{client, server};
 use lazytunnel::listener::BoundForward;
 use lazytunnel::service::install::{self, Manager};
 use lazytunnel::service::lock::InstanceLock;
 use lazytunnel::service::{activation, detach, idle, paths, systemd};
 use lazytunnel::{check, daemon};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 use tracing_subscriber::EnvFilter;
@@ -31,6 +34,25 @@ enum Command {
     Run(RunArgs),
     /// Validate the configuration and print what it resolves to.
     Check(CheckArgs),
+    /// Show the running daemon's hosts and forwards.
+    Status {
+        #[command(flatten)]
+        control: ControlArgs,
+        /// The documented JSON document (schema version 1) instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop the running daemon gracefully; returns once it has exited.
+    Stop(ControlArgs),
+    /// Make the running daemon re-read its config file (as SIGHUP does).
+    Reload(ControlArgs),
+    /// Make the running daemon open HOST's session now (and forget its backoff).
+    Connect {
+        #[command(flatten)]
+        control: ControlArgs,
+        /// A host as the config's forwards name it.
+        host: String,
+    },
     /// Install a launchd agent or systemd user units that run lazytunnel.
     Install {
         #[command(subcommand)]
@@ -101,6 +123,9 @@ struct RunArgs {
         requires = "destination"
     )]
     local_forwards: Vec<String>,
+    /// The control socket, instead of the config's `control_socket`.
+    #[arg(long, value_name = "PATH")]
+    control_socket: Option<PathBuf>,
     /// Host for the -L forwards: an ssh_config alias or [user@]host[:port].
     #[arg(requires = "local_forwards")]
     destination: Option<String>,
@@ -117,6 +142,21 @@ struct CheckArgs {
     /// Configuration file [default: $XDG_CONFIG_HOME/lazytunnel/config.toml].
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Then open a session to each host (handshake, host key, authentication) and report.
+    #[arg(long)]
+    connect: bool,
+}
+
+/// Which daemon a control command talks to.
+#[derive(Args)]
+struct ControlArgs {
+    /// The daemon's control socket [default: the config's `control_socket`, else
+    /// $XDG_RUNTIME_DIR/lazytunnel/control.sock].
+    #[arg(long, value_name = "PATH")]
+    control_socket: Option<PathBuf>,
+    /// Configuration file whose `control_socket` to use.
+    #[arg(long, value_name = "FILE", conflicts_with = "control_socket")]
+    config: Option<PathBuf>,
 }
 
 /// Whether errors go to the log (set up by `run`) rather than plainly to stderr.
@@ -127,6 +167,15 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run(args),
         Command::Check(args) => check(args),
+        Command::Status { control, json } => {
+            control_socket(control).and_then(|s| client::status(&s, json).map(|t| print!("{t}")))
+        }
+        Command::Stop(control) => control_socket(control).and_then(|s| client::stop(&s)),
+        Command::Reload(control) => {
+            control_socket(control).and_then(|s| client::reload(&s).map(|m| println!("{m}")))
+        }
+        Command::Connect { control, host } => control_socket(control)
+            .and_then(|s| client::connect(&s, &host).map(|m| println!("{m}"))),
         Command::Install { manager } => install(manager),
         Command::Uninstall { manager } => match manager {
             UninstallManager::Launchd { label } => install::uninstall(Manager::Launchd, &label),
@@ -159,7 +208,21 @@ fn check(args: CheckArgs) -> anyhow::Result<()> {
     let config = load_config(args.config)?;
     let hosts = daemon::resolve_hosts(&config)?;
     print!("{}", check::render(&config, &hosts));
+    if !args.connect {
+        return Ok(());
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let (report, all_ok) = runtime.block_on(check::connect_all(&config, hosts));
+    print!("{report}");
+    anyhow::ensure!(all_ok, "some hosts could not be reached (see above)");
     Ok(())
+}
+
+fn control_socket(args: ControlArgs) -> anyhow::Result<PathBuf> {
+    client::locate(args.control_socket, args.config)
 }
 
 fn install(manager: InstallManager) -> anyhow::Result<()> {
@@ -183,10 +246,13 @@ fn install(manager: InstallManager) -> anyhow::Result<()> {
 /// happens before detaching, so that it reaches the terminal with a non-zero exit.
 fn run(args: RunArgs) -> anyhow::Result<()> {
     init_logging(args.verbose, args.quiet, args.foreground);
-    let config = match &args.destination {
+    let mut config = match &args.destination {
         Some(destination) => Config::ad_hoc(&args.local_forwards, destination)?,
         None => load_config(args.config)?,
     };
+    if let Some(path) = &args.control_socket {
+        config.control_socket = Some(path.clone());
+    }
     let hosts = daemon::resolve_hosts(&config)?;
     if let Some(after) = config.exit_when_idle.filter(|a| *a < idle::MIN_SENSIBLE) {
         warn!(
@@ -195,7 +261,10 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             humantime::format_duration(idle::MIN_SENSIBLE)
         );
     }
-    let mut lock = InstanceLock::acquire(&paths::control_socket(&config)?)?;
+    let control_path = paths::control_socket(&config)?;
+    let mut lock = InstanceLock::acquire(&control_path)?;
+    // Only with the lock held: a socket already there is then a dead daemon's.
+    let control = server::bind(&control_path)?;
     let listeners = activation::open_listeners(&config.forwards)?;
     if config.exit_when_idle.is_some() && listeners.inherited == 0 {
         info!(
@@ -219,8 +288,15 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             .map(|(forward, socket)| BoundForward::from_std(forward, socket))
             .collect::<std::io::Result<Vec<_>>>()
             .context("cannot register the listening sockets")?;
+        let control_listener = control
+            .listener
+            .try_clone()
+            .and_then(tokio::net::UnixListener::from_std)
+            .context("cannot register the control socket")?;
         let shutdown = CancellationToken::new();
-        tokio::spawn(stop_on_signal(shutdown.clone()));
+        let reload = Arc::new(Notify::new());
+        let signals = Signals::install().context("cannot install signal handlers")?;
+        tokio::spawn(signals.handle(shutdown.clone(), reload.clone()));
         let status = format!(
             "serving {} forward(s), {} inherited socket(s)",
             config.forwards.len(),
@@ -230,32 +306,63 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         if let Some(ready) = ready {
             ready.signal();
         }
-        daemon::run(hosts, config.limits, bound, shutdown, config.exit_when_idle).await;
+        daemon::run(daemon::Setup {
+            config,
+            hosts,
+            listeners: bound,
+            control: Some(control_listener),
+            pinned_control_socket: args.control_socket,
+            shutdown,
+            reload,
+        })
+        .await;
+        // The socket file goes before the lock is released, so `stop` finds neither.
+        drop(control);
         Ok(())
     })
 }
 
-/// SIGINT or SIGTERM starts a graceful shutdown; a second one exits at once.
-async fn stop_on_signal(shutdown: CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        error!("cannot install signal handlers");
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => info!("SIGTERM: shutting down"),
-        _ = int.recv() => info!("SIGINT: shutting down"),
+/// The signals the daemon acts on, installed before it serves (SIGHUP would kill it otherwise).
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
     }
-    shutdown.cancel();
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+
+    /// SIGHUP reloads; SIGINT or SIGTERM starts a graceful shutdown, and a second one exits at
+    /// once.
+    async fn handle(mut self, shutdown: CancellationToken, reload: Arc<Notify>) {
+        loop {
+            tokio::select! {
+                _ = self.term.recv() => info!("SIGTERM: shutting down"),
+                _ = self.int.recv() => info!("SIGINT: shutting down"),
+                _ = self.hup.recv() => {
+                    info!("SIGHUP: reloading the config");
+                    reload.notify_one();
+                    continue;
+                }
+                () = shutdown.cancelled() => {}
+            }
+            break;
+        }
+        shutdown.cancel();
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+        info!("second signal: exiting now");
+        std::process::exit(1);
     }
-    info!("second signal: exiting now");
-    std::process::exit(1);
 }
 
 fn init_logging(verbose: u8, quiet: bool, foreground: bool) {

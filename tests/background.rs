@@ -71,6 +71,18 @@ fn run_in_background(setup: &Setup) -> Output {
     )
 }
 
+/// `run` in the background, which must succeed; the daemon is the pid in its lock file.
+fn start_in_background(setup: &Setup) -> Detached {
+    let started = run_in_background(setup);
+    assert!(started.status.success(), "{}", stderr(&started));
+    let pid = std::fs::read_to_string(lock_file(setup))
+        .expect("the lock file")
+        .trim()
+        .parse()
+        .expect("a pid in the lock file");
+    Detached(pid)
+}
+
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
@@ -156,15 +168,8 @@ async fn detached_daemon_serves_refuses_a_second_instance_and_stops_on_sigterm()
     );
     log.wait_for_count("daemon", "stopped", 1, TIMEOUT).await;
     // The lock dies with its holder: a new daemon may start at once.
-    let again = run_in_background(&setup);
-    assert!(again.status.success(), "{}", stderr(&again));
-    let pid: u32 = std::fs::read_to_string(lock_file(&setup))
-        .expect("the lock file")
-        .trim()
-        .parse()
-        .expect("a pid in the lock file");
-    let again = Detached(pid);
-    send_signal(pid, "TERM");
+    let again = start_in_background(&setup);
+    send_signal(again.0, "TERM");
     assert!(again.wait_for_exit(TIMEOUT).await);
 }
 
@@ -185,4 +190,36 @@ fn a_port_in_use_is_reported_on_the_terminal_before_detaching() {
     assert!(said.contains(&format!("127.0.0.1:{port}")), "{said}");
     assert!(said.contains("\"busy\""), "{said}");
     assert!(!said.contains("running in the background"), "{said}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_detached_daemon_answers_status_and_stop_ends_it() {
+    let sshd = TestSshd::start();
+    let echo = DataServer::echo().await;
+    let forward = Forward::new("echo", echo.addr());
+    let setup = Setup::new(&config_text(&sshd.ssh_config_path(), "", &[&forward]));
+    let daemon = start_in_background(&setup);
+    let pid = daemon.0;
+    let command = |verb: &str| {
+        output_of(
+            setup
+                .sandbox
+                .command()
+                .args([verb, "--config", path_str(&setup.config)]),
+        )
+    };
+
+    let status = command("status");
+    assert!(status.status.success(), "{}", stderr(&status));
+    let table = String::from_utf8_lossy(&status.stdout);
+    assert!(table.contains(&format!("lazytunnel pid {pid}")), "{table}");
+    let stopped = command("stop");
+
+    assert!(stopped.status.success(), "{}", stderr(&stopped));
+    assert!(
+        daemon.wait_for_exit(Duration::ZERO).await,
+        "stop returned before the exit"
+    );
+    let after = command("status");
+    assert!(stderr(&after).contains("not running"), "{}", stderr(&after));
 }

@@ -70,6 +70,26 @@ impl InstanceLock {
     }
 }
 
+/// Whether a daemon holds the lock of `control_socket` (probed with a shared lock, released
+/// at once). No lock file means no daemon.
+pub fn is_held(control_socket: &Path) -> anyhow::Result<bool> {
+    let path = super::paths::lock_file(control_socket);
+    let file = match File::open(&path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e).with_context(|| format!("cannot open {}", path.display())),
+    };
+    // SAFETY: flock on a descriptor we own; closing it drops our lock.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) } == 0 {
+        return Ok(false);
+    }
+    let error = std::io::Error::last_os_error();
+    if error.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        return Ok(true);
+    }
+    Err(error).with_context(|| format!("cannot probe {}", path.display()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,7 +107,9 @@ mod tests {
             "{err}"
         );
         assert!(err.contains("control.sock"), "{err}");
+        assert!(is_held(&socket).unwrap());
         drop(first);
+        assert!(!is_held(&socket).unwrap());
         InstanceLock::acquire(&socket).expect("lock free again");
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(dir.path().join("sub"))

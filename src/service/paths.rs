@@ -27,9 +27,14 @@ pub fn log_file() -> anyhow::Result<PathBuf> {
 /// The config's `control_socket`, else `$XDG_RUNTIME_DIR/lazytunnel/control.sock`, else
 /// `control.sock` in the state directory.
 pub fn control_socket(config: &Config) -> anyhow::Result<PathBuf> {
-    if let Some(path) = &config.control_socket {
-        return Ok(path.clone());
+    match &config.control_socket {
+        Some(path) => Ok(path.clone()),
+        None => default_control_socket(),
     }
+}
+
+/// `$XDG_RUNTIME_DIR/lazytunnel/control.sock`, else `control.sock` in the state directory.
+pub fn default_control_socket() -> anyhow::Result<PathBuf> {
     let runtime = std::env::var_os("XDG_RUNTIME_DIR");
     match absolute(runtime.as_deref()) {
         Some(dir) => Ok(dir.join("lazytunnel").join("control.sock")),

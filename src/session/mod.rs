@@ -9,15 +9,19 @@
 //! wakes from sleep; the held connection is then served on a new session.
 
 mod backoff;
+mod connect_now;
 mod live;
 mod monitor;
 mod open;
 mod slot;
+mod status;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use russh::Channel;
@@ -28,14 +32,17 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info};
 
 pub use backoff::Backoff;
+pub use connect_now::{ConnectNowError, Connected};
 pub use live::{Carrier, LiveSession};
 pub use monitor::watch_network;
+pub use status::{HostState, HostStatus};
 
 use crate::client::{ConnectError, Connection};
 use crate::config::{HostSpec, Target};
+use crate::forward::Traffic;
 use crate::ssh_config::HostConfig;
 use live::ChannelCount;
-use slot::{HostSlot, Phase};
+use slot::{HostSlot, Phase, Setup};
 
 /// A channel open that has had no answer for this long makes us probe the session.
 const OPEN_PROBE_AFTER: Duration = Duration::from_secs(1);
@@ -71,11 +78,17 @@ pub enum OpenError {
 
 /// Owns every host's session.
 pub struct SessionManager {
+    /// Replaced as a whole by [`SessionManager::update_hosts`] (a reload).
+    hosts: RwLock<Hosts>,
+    shared: Shared,
+}
+
+#[derive(Default, Clone)]
+struct Hosts {
     /// The forwards' hosts, by spec.
-    hosts: HashMap<HostSpec, Arc<HostSlot>>,
+    by_spec: HashMap<HostSpec, Arc<HostSlot>>,
     /// Every slot, forwards' hosts and jump hosts, each jump host before the hosts it carries.
     slots: Vec<Arc<HostSlot>>,
-    shared: Shared,
 }
 
 /// What connection tasks and connect attempts need of the manager; cheap to clone into a task.
@@ -95,6 +108,8 @@ type Connecting<'a> =
 pub struct Lease {
     pub channel: Channel<Msg>,
     pub session: Arc<LiveSession>,
+    /// The host's byte counters, which the connection adds to.
+    pub traffic: Arc<Traffic>,
     _count: ChannelCount,
 }
 
@@ -105,24 +120,72 @@ impl SessionManager {
         backoff: Backoff,
         shutdown: CancellationToken,
     ) -> Self {
-        let mut slots = Vec::new();
-        let hosts = hosts
-            .into_iter()
-            .map(|config| {
-                let slot = slot_for(config, &mut slots);
-                (slot.config.spec.clone(), slot)
-            })
-            .collect();
-        SessionManager {
-            hosts,
-            slots,
+        let manager = SessionManager {
+            hosts: RwLock::default(),
             shared: Shared {
                 backoff,
                 tasks: TaskTracker::new(),
                 shutdown,
                 session_up: Arc::new(Notify::new()),
             },
+        };
+        manager.update_hosts(hosts);
+        manager
+    }
+
+    /// Makes `hosts` the forwards' hosts (a reload). A host whose resolved settings changed
+    /// keeps its slot, and with it its session and state; the new settings apply from its next
+    /// session. New hosts get slots; slots no host uses any more are dropped once idle.
+    pub fn update_hosts(&self, hosts: impl IntoIterator<Item = HostConfig>) {
+        // Jump hosts first: a host that is also another's jump host then has its new settings
+        // in place before the host it carries looks for its slot.
+        let mut hosts: Vec<HostConfig> = hosts.into_iter().collect();
+        hosts.sort_by_key(hops);
+        let mut current = self.hosts.write().unwrap_or_else(PoisonError::into_inner);
+        let old = std::mem::take(&mut *current);
+        for config in hosts {
+            let spec = config.spec.clone();
+            let slot = match old.by_spec.get(&spec) {
+                Some(slot) if *slot.config() != config => {
+                    info!(host = %spec, "settings changed: the next session uses them");
+                    let via = config
+                        .jump
+                        .as_deref()
+                        .map(|jump| slot_for(jump.clone(), &mut current.slots, &old.slots));
+                    slot.replace_setup(Setup {
+                        config: Arc::new(config),
+                        via,
+                    });
+                    if !current.slots.iter().any(|s| Arc::ptr_eq(s, slot)) {
+                        current.slots.push(slot.clone());
+                    }
+                    slot.clone()
+                }
+                _ => slot_for(config, &mut current.slots, &old.slots),
+            };
+            current.by_spec.insert(spec, slot);
         }
+        // Unused slots with a session or attempt stay until it ends, so shutdown closes it.
+        for slot in old.slots {
+            let idle = matches!(
+                slot.state.borrow().phase,
+                Phase::Idle | Phase::Backoff { .. }
+            );
+            if !idle && !current.slots.iter().any(|s| Arc::ptr_eq(s, &slot)) {
+                current.slots.push(slot);
+            }
+        }
+    }
+
+    fn slot(&self, host: &HostSpec) -> Option<Arc<HostSlot>> {
+        let hosts = self.hosts.read().unwrap_or_else(PoisonError::into_inner);
+        hosts.by_spec.get(host).cloned()
+    }
+
+    /// Every slot, as of now.
+    fn slots(&self) -> Vec<Arc<HostSlot>> {
+        let hosts = self.hosts.read().unwrap_or_else(PoisonError::into_inner);
+        hosts.slots.clone()
     }
 
     /// Opens a direct-tcpip channel to `target` on `host`'s session, opening the session first
@@ -134,10 +197,9 @@ impl SessionManager {
         originator: SocketAddr,
     ) -> Result<Lease, OpenError> {
         let slot = self
-            .hosts
-            .get(host)
+            .slot(host)
             .ok_or_else(|| OpenError::UnknownHost(host.to_string()))?;
-        self.shared.open_on(slot, target, originator).await
+        self.shared.open_on(&slot, target, originator).await
     }
 }
 
@@ -145,7 +207,7 @@ impl SessionManager {
     /// The network changed (an address or link came or went): let hosts that failed
     /// transiently retry at once, and check the sessions' local addresses.
     pub fn network_changed(&self) {
-        for slot in self.slots.iter() {
+        for slot in self.slots() {
             slot.forgive_transient_failure();
         }
         self.check_local_addresses();
@@ -153,7 +215,7 @@ impl SessionManager {
 
     /// Probes every session whose local address is no longer configured on any interface.
     pub fn check_local_addresses(&self) {
-        for slot in self.slots.iter() {
+        for slot in self.slots() {
             let Some(session) = slot.live() else { continue };
             let local = session.local_addr().ip();
             match crate::netwatch::is_local_address(local) {
@@ -170,7 +232,7 @@ impl SessionManager {
 
     /// The machine slept or its clock jumped: probe every session.
     pub fn clock_jumped(&self, by: Duration) {
-        for slot in self.slots.iter() {
+        for slot in self.slots() {
             if let Some(session) = slot.live() {
                 let why = format!("clock jumped by {}", humantime::format_duration(by));
                 info!(host = %slot.host(), "{why}; probing the session");
@@ -181,13 +243,13 @@ impl SessionManager {
 
     /// Whether any host has a session up (the network watcher works only then).
     pub fn any_session_up(&self) -> bool {
-        self.slots.iter().any(|slot| slot.live().is_some())
+        self.slots().iter().any(|slot| slot.live().is_some())
     }
 
     /// Whether any host has a session up or being opened: the daemon is not idle then.
     pub fn has_live_session(&self) -> bool {
-        self.hosts
-            .values()
+        self.slots()
+            .iter()
             .any(|slot| matches!(slot.state.borrow().phase, Phase::Up(_) | Phase::Connecting))
     }
 
@@ -209,7 +271,7 @@ impl SessionManager {
     /// Closes every session and waits for their watchers and attempts to finish.
     pub async fn close_all(&self) {
         // Sessions carried by a jump host first, then the jump host.
-        for slot in self.slots.iter().rev() {
+        for slot in self.slots().into_iter().rev() {
             let mut taken = None;
             slot.state.send_if_modified(|s| match &s.phase {
                 Phase::Up(session) => {
@@ -228,16 +290,34 @@ impl SessionManager {
     }
 }
 
+/// How many jump hosts `config` goes through.
+fn hops(config: &HostConfig) -> usize {
+    std::iter::successors(config.jump.as_deref(), |j| j.jump.as_deref()).count()
+}
+
 /// The slot for `config`, shared with any equal host (a jump host used by several targets, or
-/// also forwarded to, is one session), created with its jump host's slot first if new.
-fn slot_for(config: HostConfig, slots: &mut Vec<Arc<HostSlot>>) -> Arc<HostSlot> {
-    if let Some(slot) = slots.iter().find(|s| *s.config == config) {
+/// also forwarded to, is one session), created with its jump host's slot first if new. An
+/// equal slot among `previous` (before a reload) is taken over with its session.
+fn slot_for(
+    config: HostConfig,
+    slots: &mut Vec<Arc<HostSlot>>,
+    previous: &[Arc<HostSlot>],
+) -> Arc<HostSlot> {
+    if let Some(slot) = slots.iter().find(|s| *s.config() == config) {
+        return slot.clone();
+    }
+    if let Some(slot) = previous.iter().find(|s| *s.config() == config) {
+        // Its jump host first, as for a new slot.
+        if let Some(via) = slot.setup().via {
+            slot_for((*via.config()).clone(), slots, previous);
+        }
+        slots.push(slot.clone());
         return slot.clone();
     }
     let via = config
         .jump
         .as_deref()
-        .map(|jump| slot_for(jump.clone(), slots));
+        .map(|jump| slot_for(jump.clone(), slots, previous));
     let slot = Arc::new(HostSlot::new(config, via));
     slots.push(slot.clone());
     slot

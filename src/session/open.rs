@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span};
 
 use super::live::{Carrier, ChannelCount, LiveSession};
-use super::slot::{HostSlot, Phase};
+use super::slot::{HostSlot, Phase, Setup};
 use super::{
     Connecting, Lease, OPEN_PROBE_AFTER, OpenError, PROBE_DEADLINE, SESSIONS_PER_CONNECTION, Shared,
 };
@@ -37,7 +37,7 @@ impl Shared {
         target: &Target,
         originator: SocketAddr,
     ) -> Result<Lease, OpenError> {
-        let host = &slot.config.spec;
+        let host = &slot.config().spec;
         let lost = || OpenError::SessionLost {
             host: host.to_string(),
             target: target.to_string(),
@@ -55,6 +55,7 @@ impl Shared {
                     return Ok(Lease {
                         channel,
                         session,
+                        traffic: slot.traffic.clone(),
                         _count: count,
                     });
                 }
@@ -85,7 +86,7 @@ impl Shared {
         &self,
         slot: &Arc<HostSlot>,
     ) -> Result<(Arc<LiveSession>, ChannelCount), OpenError> {
-        let hold_until = Instant::now() + slot.config.connect_timeout;
+        let hold_until = Instant::now() + slot.config().connect_timeout;
         let mut changes = slot.state.subscribe();
         loop {
             if self.shutdown.is_cancelled() {
@@ -170,12 +171,12 @@ impl Shared {
 
     /// Opens `slot`'s session: directly, or over a channel of its jump host's session.
     fn connect<'a>(&'a self, slot: &'a HostSlot) -> Connecting<'a> {
-        let config = slot.config.clone();
-        match &slot.via {
+        let Setup { config, via } = slot.setup();
+        match via {
             None => Box::pin(async move { client::connect(config).await.map(|c| (c, None)) }),
             Some(via) => Box::pin(async move {
                 let lease = self
-                    .open_on(via, &jump::hop_target(&config), jump::ORIGINATOR)
+                    .open_on(&via, &jump::hop_target(&config), jump::ORIGINATOR)
                     .await;
                 let lease = lease.map(|lease| {
                     let (local, remote) = (lease.session.local_addr(), lease.session.remote_addr());
@@ -231,7 +232,7 @@ async fn watch_session(
     session: Arc<LiveSession>,
     shutdown: CancellationToken,
 ) {
-    let idle_timeout = slot.config.idle_timeout;
+    let idle_timeout = slot.config().idle_timeout;
     let mut channels = session.channels.subscribe();
     loop {
         tokio::select! {

@@ -5,8 +5,8 @@
 //! one waiting connection starts an attempt, and a lease can never be taken on a session being
 //! retired), and every waiting connection wakes on each transition.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
 use tokio::sync::watch;
@@ -17,14 +17,25 @@ use tracing::{info, warn};
 use super::backoff::{Backoff, random_unit};
 use super::live::{Carrier, LiveSession};
 use crate::client::{ConnectError, Connection};
+use crate::forward::Traffic;
 use crate::ssh_config::HostConfig;
 
 pub(crate) struct HostSlot {
+    /// Replaced by a reload; read when an attempt starts, so a change applies to the next
+    /// session while the current one carries on unchanged.
+    setup: Mutex<Setup>,
+    pub(super) state: watch::Sender<SlotState>,
+    generation: AtomicU64,
+    /// Bytes carried by every session of this host, for status reports.
+    pub(super) traffic: Arc<Traffic>,
+}
+
+/// How the slot's next session is opened.
+#[derive(Clone)]
+pub(super) struct Setup {
     pub(super) config: Arc<HostConfig>,
     /// The jump host's slot (ProxyJump): this host's sessions run over its channels.
     pub(super) via: Option<Arc<HostSlot>>,
-    pub(super) state: watch::Sender<SlotState>,
-    generation: AtomicU64,
 }
 
 #[derive(Clone)]
@@ -70,15 +81,36 @@ impl HostSlot {
             lost: false,
         };
         HostSlot {
-            config: Arc::new(config),
-            via,
+            setup: Mutex::new(Setup {
+                config: Arc::new(config),
+                via,
+            }),
             state: watch::channel(state).0,
             generation: AtomicU64::new(0),
+            traffic: Arc::default(),
         }
     }
 
+    /// The settings the next session will use.
+    pub(super) fn config(&self) -> Arc<HostConfig> {
+        self.setup().config
+    }
+
+    pub(super) fn setup(&self) -> Setup {
+        // The data is replaced whole, so a poisoned lock still holds a consistent value.
+        self.setup
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Makes the next session use `setup`; the current one, if any, is left alone.
+    pub(super) fn replace_setup(&self, setup: Setup) {
+        *self.setup.lock().unwrap_or_else(PoisonError::into_inner) = setup;
+    }
+
     pub(super) fn host(&self) -> String {
-        self.config.spec.to_string()
+        self.config().spec.to_string()
     }
 
     /// Runs one connect attempt, `connecting` (the caller has already moved the slot to

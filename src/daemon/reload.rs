@@ -1,0 +1,221 @@
+//! What a reload changes: the forwards of the running config compared with the new one's, by
+//! name. Pure, so that the rules are tested without a daemon.
+
+use std::collections::HashMap;
+
+use crate::config::Forward;
+
+/// The difference between two configs' forwards.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// In the new config only: start listening.
+    pub added: Vec<Forward>,
+    /// In the old config only: stop listening; open connections drain.
+    pub removed: Vec<String>,
+    /// In both under the same name, but different: restart with the new definition.
+    pub changed: Vec<Forward>,
+    /// Left alone, with their connections.
+    pub unchanged: Vec<String>,
+}
+
+impl Plan {
+    pub fn new(old: &[Forward], new: &[Forward]) -> Plan {
+        let before: HashMap<&str, &Forward> = old.iter().map(|f| (f.name.as_str(), f)).collect();
+        let mut plan = Plan::default();
+        for forward in new {
+            match before.get(forward.name.as_str()) {
+                None => plan.added.push(forward.clone()),
+                Some(old) if *old != forward => plan.changed.push(forward.clone()),
+                Some(_) => plan.unchanged.push(forward.name.clone()),
+            }
+        }
+        plan.removed = old
+            .iter()
+            .filter(|f| !new.iter().any(|n| n.name == f.name))
+            .map(|f| f.name.clone())
+            .collect();
+        plan
+    }
+
+    /// One line for the log and the `reload` command.
+    pub fn summary(&self) -> String {
+        let names = |list: &mut dyn Iterator<Item = &str>| {
+            let list: Vec<&str> = list.collect();
+            if list.is_empty() {
+                "none".to_string()
+            } else {
+                list.join(", ")
+            }
+        };
+        format!(
+            "added {}; removed {}; changed {}; unchanged {}",
+            names(&mut self.added.iter().map(|f| f.name.as_str())),
+            names(&mut self.removed.iter().map(String::as_str)),
+            names(&mut self.changed.iter().map(|f| f.name.as_str())),
+            names(&mut self.unchanged.iter().map(String::as_str)),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn forward(name: &str, port: u16, target: &str) -> Forward {
+        Forward {
+            name: name.into(),
+            listen: format!("127.0.0.1:{port}").parse().unwrap(),
+            host: "srv".parse().unwrap(),
+            target: target.parse().unwrap(),
+            allow_non_loopback: false,
+        }
+    }
+
+    #[test]
+    fn forwards_are_matched_by_name() {
+        let old = [
+            forward("keep", 1, "db:5432"),
+            forward("move", 2, "web:80"),
+            forward("drop", 3, "smb:445"),
+        ];
+        let new = [
+            forward("keep", 1, "db:5432"),
+            forward("move", 2, "web:8080"),
+            forward("new", 3, "smb:445"),
+        ];
+        let plan = Plan::new(&old, &new);
+        assert_eq!(plan.added, [new[2].clone()]);
+        assert_eq!(plan.removed, ["drop"]);
+        assert_eq!(plan.changed, [new[1].clone()]);
+        assert_eq!(plan.unchanged, ["keep"]);
+        assert_eq!(
+            plan.summary(),
+            "added new; removed drop; changed move; unchanged keep"
+        );
+    }
+
+    #[test]
+    fn an_identical_config_changes_nothing() {
+        let old = [forward("a", 1, "x:1")];
+        let plan = Plan::new(&old, &old);
+        assert!(plan.added.is_empty() && plan.removed.is_empty() && plan.changed.is_empty());
+    }
+}
+
+/// Applying a reload to the running daemon.
+mod apply {
+    use std::collections::HashMap;
+    use std::net::SocketAddr;
+
+    use anyhow::{Context, bail};
+    use tokio::net::TcpListener;
+    use tracing::info;
+
+    use super::Plan;
+    use crate::config::Config;
+    use crate::daemon::{Daemon, resolve_hosts};
+    use crate::listener::bind_std;
+    use crate::service::paths;
+
+    impl Daemon {
+        /// Re-reads the config file and applies it as a difference (see the README). Everything
+        /// that can fail (reading, validating, resolving hosts, binding new addresses) happens
+        /// before anything changes, so an error leaves the running config serving.
+        pub async fn reload(&self) -> anyhow::Result<String> {
+            let _one_at_a_time = self.reloading.lock().await;
+            if self.shutdown.is_cancelled() {
+                bail!("the daemon is shutting down");
+            }
+            let old = self.config().clone();
+            let Some(source) = old.source.clone() else {
+                bail!("started with -L arguments: there is no config file to reload");
+            };
+            let mut new = Config::load(&source)?;
+            if let Some(path) = &self.pinned_control_socket {
+                new.control_socket = Some(path.clone());
+            }
+            let hosts = resolve_hosts(&new)?;
+            let plan = Plan::new(&old.forwards, &new.forwards);
+            let restart_needed = restart_needed(&old, &new)?;
+
+            // Addresses the forwards being replaced hold now, handed over rather than re-bound.
+            let replaced: Vec<&str> = plan
+                .removed
+                .iter()
+                .map(String::as_str)
+                .chain(plan.changed.iter().map(|f| f.name.as_str()))
+                .collect();
+            let freed: Vec<SocketAddr> = {
+                let forwards = self.forwards();
+                replaced
+                    .iter()
+                    .flat_map(|n| forwards.listening(n))
+                    .collect()
+            };
+            let mut fresh: HashMap<String, TcpListener> = HashMap::new();
+            for forward in plan.added.iter().chain(&plan.changed) {
+                if freed.contains(&forward.listen) {
+                    continue;
+                }
+                let listener = bind_std(forward)?;
+                let listener = TcpListener::from_std(listener)
+                    .with_context(|| format!("cannot register {}", forward.listen))?;
+                fresh.insert(forward.name.clone(), listener);
+            }
+
+            // From here on nothing fails.
+            let stopping: Vec<_> = {
+                let mut forwards = self.forwards();
+                replaced.iter().filter_map(|n| forwards.stop(n)).collect()
+            };
+            let mut by_addr: HashMap<SocketAddr, Vec<TcpListener>> = HashMap::new();
+            for stopped in stopping {
+                let configured = stopped.forward.listen;
+                for listener in stopped.listeners().await {
+                    // Inherited sockets may sit on other addresses than the configured one
+                    // (launchd resolves names); they go with the configured address.
+                    by_addr.entry(configured).or_default().push(listener);
+                }
+            }
+            self.sessions.update_hosts(hosts);
+            {
+                let mut forwards = self.forwards();
+                for forward in plan.added.iter().chain(&plan.changed) {
+                    let listeners = match fresh.remove(&forward.name) {
+                        Some(listener) => vec![listener],
+                        None => by_addr.remove(&forward.listen).unwrap_or_default(),
+                    };
+                    forwards.start(forward.clone(), listeners, &self.ctx);
+                }
+                forwards.sort_like(&new.forwards);
+            }
+            // What is left in `by_addr` belonged to removed forwards: dropping it closes them.
+            drop(by_addr);
+            *self.config() = new;
+            let mut summary = format!("reloaded {}: {}", source.display(), plan.summary());
+            if !restart_needed.is_empty() {
+                summary.push_str(&format!(
+                    "; not applied until restart: {}",
+                    restart_needed.join(", ")
+                ));
+            }
+            info!("{summary}");
+            Ok(summary)
+        }
+    }
+
+    /// Settings a running daemon cannot change: it keeps the old ones until restarted.
+    fn restart_needed(old: &Config, new: &Config) -> anyhow::Result<Vec<&'static str>> {
+        let mut needed = Vec::new();
+        if paths::control_socket(old)? != paths::control_socket(new)? {
+            needed.push("control_socket");
+        }
+        if old.limits != new.limits {
+            needed.push("limits (max_connections, connection_buffer, stall_timeout, backoff)");
+        }
+        if old.exit_when_idle != new.exit_when_idle {
+            needed.push("exit_when_idle");
+        }
+        Ok(needed)
+    }
+}

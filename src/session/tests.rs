@@ -1,0 +1,94 @@
+//! Unit specs of the manager's bookkeeping that need no server: reloading hosts, status.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::{Backoff, HostState, SessionManager};
+use crate::config::{Config, HostSpec};
+use crate::ssh_config::{HostConfig, SshConfigFile};
+
+const SSH_CONFIG: &str = "Host jump\n  Port 2200\nHost far\n  ProxyJump jump\n";
+
+fn host(name: &str, ssh_config: &str) -> HostConfig {
+    let text =
+        format!("[[forward]]\nlisten = \"127.0.0.1:4445\"\nhost = \"{name}\"\ntarget = \"x:1\"\n");
+    let config = Config::from_str(&text, Path::new("/test/config.toml")).expect("config");
+    SshConfigFile::parse(
+        Path::new("/test/ssh_config"),
+        ssh_config,
+        PathBuf::from("/home/u"),
+    )
+    .expect("parses")
+    .resolve(&config, &config.forwards[0].host)
+    .expect("resolves")
+}
+
+fn manager(hosts: Vec<HostConfig>) -> SessionManager {
+    let backoff = Backoff {
+        min: Duration::from_secs(1),
+        max: Duration::from_secs(60),
+    };
+    SessionManager::new(hosts, backoff, CancellationToken::new())
+}
+
+fn spec(name: &str) -> HostSpec {
+    name.parse().unwrap()
+}
+
+fn hosts_in_status(manager: &SessionManager) -> Vec<String> {
+    manager.status().into_iter().map(|h| h.host).collect()
+}
+
+#[test]
+fn a_reload_keeps_a_changed_hosts_slot_and_gives_it_the_new_settings() {
+    let manager = manager(vec![host("srv", "Host srv\n  Port 22\n")]);
+    let before = manager.slot(&spec("srv")).unwrap();
+
+    manager.update_hosts([host("srv", "Host srv\n  Port 2222\n"), host("new", "")]);
+
+    let after = manager.slot(&spec("srv")).unwrap();
+    assert!(
+        Arc::ptr_eq(&before, &after),
+        "the slot (and its session) was replaced"
+    );
+    assert_eq!(after.config().port, 2222);
+    assert!(manager.slot(&spec("new")).is_some());
+    assert_eq!(hosts_in_status(&manager), ["srv", "new"]);
+}
+
+#[test]
+fn a_host_no_forward_uses_any_more_leaves_once_idle() {
+    let manager = manager(vec![host("srv", ""), host("other", "")]);
+
+    manager.update_hosts([host("other", "")]);
+
+    assert!(manager.slot(&spec("srv")).is_none());
+    assert_eq!(hosts_in_status(&manager), ["other"]);
+    assert!(
+        manager
+            .status()
+            .iter()
+            .all(|h| h.state == HostState::Idle && h.bytes.up == 0)
+    );
+}
+
+#[test]
+fn a_jump_host_whose_settings_change_stays_one_slot_shared_with_the_host_it_carries() {
+    let manager = manager(vec![host("far", SSH_CONFIG), host("jump", SSH_CONFIG)]);
+    assert_eq!(hosts_in_status(&manager), ["jump", "far"]);
+    let changed = SSH_CONFIG.replace("2200", "2201");
+
+    manager.update_hosts([host("far", &changed), host("jump", &changed)]);
+
+    let jump = manager.slot(&spec("jump")).unwrap();
+    let via = manager.slot(&spec("far")).unwrap().setup().via.unwrap();
+    assert!(
+        Arc::ptr_eq(&jump, &via),
+        "far goes through another jump slot"
+    );
+    assert_eq!(jump.config().port, 2201);
+    assert_eq!(hosts_in_status(&manager), ["jump", "far"]);
+}
