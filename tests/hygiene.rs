@@ -8,12 +8,33 @@ mod forwarding_support;
 
 use std::time::Duration;
 
-use common::procfs::{cpu_ticks, fd_count, status_field};
+use common::procfs::{self, cpu_ticks, fd_count, open_tcp_sockets, status_field};
 use common::{DataServer, TIMEOUT, TestDaemon, TestSshd, wait_for_count};
 use forwarding_support::{Forward, config_text, echo_once, start_daemon};
 use tokio::io::AsyncReadExt;
 
 const CHURN: usize = 10_000;
+
+/// Connections of `forward` whose descriptors the daemon holds, plus connections to the echo
+/// server whose descriptors an sshd session process holds.
+fn open_connections(daemon: u32, sshd_child: u32, forward: &Forward, echo: &DataServer) -> usize {
+    let sshd_side: usize = procfs::children(sshd_child)
+        .into_iter()
+        .chain(std::iter::once(sshd_child))
+        .map(|pid| open_tcp_sockets(pid, None, Some(echo.port())))
+        .sum();
+    open_tcp_sockets(daemon, Some(forward.port), None) + sshd_side
+}
+
+/// Waits until every connection so far is closed on both sides.
+async fn settle(daemon: u32, sshd_child: u32, forward: &Forward, echo: &DataServer) {
+    let open = || open_connections(daemon, sshd_child, forward, echo);
+    assert_eq!(
+        wait_for_count(0, TIMEOUT, open).await,
+        0,
+        "connections left open"
+    );
+}
 
 /// Opens a connection through `forward`, checks one echo, and closes it.
 async fn one_echo(forward: &Forward, i: usize) {
@@ -38,6 +59,13 @@ async fn ten_thousand_sequential_connections_leave_descriptors_threads_memory_an
         .session_processes()
         .first()
         .expect("an sshd session process");
+    // The baseline is taken once the warm-up connections are closed on both sides (an open
+    // one is seen on both).
+    let mut held = forward.connect().await;
+    echo_once(&mut held, b"held").await;
+    assert_eq!(open_connections(pid, sshd_child, &forward, &echo), 2);
+    drop(held);
+    settle(pid, sshd_child, &forward, &echo).await;
     let before = (
         fd_count(pid),
         status_field(pid, "Threads"),
@@ -48,7 +76,8 @@ async fn ten_thousand_sequential_connections_leave_descriptors_threads_memory_an
     for i in 0..CHURN {
         one_echo(&forward, i).await;
     }
-    let finished = echo.wait_for_finished(200 + CHURN, TIMEOUT).await;
+    let finished = echo.wait_for_finished(201 + CHURN, TIMEOUT).await;
+    settle(pid, sshd_child, &forward, &echo).await;
     // The last connection's sockets close just after its echo: wait for them, not longer.
     let fds = wait_for_count(before.0, TIMEOUT, || fd_count(pid)).await;
     let sshd_fds = wait_for_count(before.3, TIMEOUT, || fd_count(sshd_child)).await;
@@ -60,7 +89,7 @@ async fn ten_thousand_sequential_connections_leave_descriptors_threads_memory_an
     );
 
     eprintln!("before (fds, threads, RSS kB, sshd fds): {before:?}; after {CHURN}: {after:?}");
-    assert_eq!(finished.len(), 200 + CHURN);
+    assert_eq!(finished.len(), 201 + CHURN);
     assert!(finished.iter().all(|report| report.error.is_none()));
     assert_eq!(echo.active(), 0, "target connections left open by sshd");
     assert_eq!(after.0, before.0, "daemon descriptors");

@@ -117,3 +117,45 @@ pub fn cpu_ticks(pid: u32) -> u64 {
     };
     field(11) + field(12)
 }
+
+/// How many TCP sockets process `pid` holds open (as descriptors) whose local port is
+/// `local_port` or whose remote port is `remote_port`, listeners excluded. A connection that
+/// has ended on the wire but whose descriptor is still open counts, which is the point: it is
+/// what tells that a process has finished with its connections.
+pub fn open_tcp_sockets(pid: u32, local_port: Option<u16>, remote_port: Option<u16>) -> usize {
+    let port_of = |addr: &str| {
+        addr.rsplit_once(':')
+            .and_then(|(_, hex)| u16::from_str_radix(hex, 16).ok())
+    };
+    let mut inodes = std::collections::HashSet::new();
+    for table in [
+        format!("/proc/{pid}/net/tcp"),
+        format!("/proc/{pid}/net/tcp6"),
+    ] {
+        let Ok(table) = fs::read_to_string(table) else {
+            continue;
+        };
+        for row in table.lines().skip(1) {
+            let fields: Vec<&str> = row.split_whitespace().collect();
+            let (Some(local), Some(remote), Some(state), Some(inode)) =
+                (fields.get(1), fields.get(2), fields.get(3), fields.get(9))
+            else {
+                continue;
+            };
+            let listening = *state == "0A";
+            let matches = local_port.is_some_and(|p| port_of(local) == Some(p))
+                || remote_port.is_some_and(|p| port_of(remote) == Some(p));
+            if matches && !listening {
+                inodes.insert(format!("socket:[{inode}]"));
+            }
+        }
+    }
+    fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|entries| {
+            entries
+                .filter_map(|entry| fs::read_link(entry.ok()?.path()).ok())
+                .filter(|link| inodes.contains(link.to_string_lossy().as_ref()))
+                .count()
+        })
+        .unwrap_or(0)
+}
