@@ -17,6 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{ReadHalf, WriteHalf};
 use tokio::time::Instant;
+use tracing::debug;
 
 /// Read size from the local socket; one SSH packet carries at most ~64 KiB.
 const READ_CHUNK: usize = 64 * 1024;
@@ -67,26 +68,27 @@ pub enum ForwardError {
     #[error("stopped: {0}")]
     Stopped(&'static str),
     #[error(
-        "the local client fell {pending} bytes behind the server (connection_buffer); \
-         resetting it so that the other connections on the session keep going"
-    )]
-    Overflow { pending: usize },
-    #[error(
-        "the local client left over half of connection_buffer unread for {}; \
-         resetting it so that the other connections on the session keep going",
+        "the local client took nothing for {} with connection_buffer full; resetting it so \
+         that the other connections on the session can go on",
         humantime::format_duration(*.0)
     )]
     Stalled(Duration),
 }
 
-/// How far one connection's local client may fall behind the server. russh replenishes the
-/// server's window as data arrives, not as it is consumed, so a client that reads slowly
-/// cannot slow the server down: its data piles up here instead, and is bounded here.
+/// How far one connection's local client may fall behind the server.
+///
+/// russh replenishes the server's window as data arrives, not as it is consumed, so a client
+/// that reads slowly cannot slow the server down through the window: its data piles up here
+/// instead. Below `bytes`, every message is taken off the channel at once, so the session's
+/// single loop never waits for this client. At `bytes`, taking stops until the client reads
+/// (the only bound on memory; it holds up the session once russh's queue for the channel is
+/// full, so a slow client paces the session rather than being cut). A client that takes
+/// nothing at all for `stall_timeout` while at `bytes` is reset, which frees the session.
 #[derive(Debug, Clone, Copy)]
 pub struct Budget {
-    /// Most server-to-client bytes held for the client; reaching it resets the connection.
+    /// Most server-to-client bytes held for the client.
     pub bytes: usize,
-    /// How long more than half of `bytes` may stay pending before the connection is reset.
+    /// How long a client may take nothing while its buffer is full before it is reset.
     pub stall_timeout: Duration,
 }
 
@@ -195,10 +197,10 @@ async fn copy_both_ways(
     }
 }
 
-/// Server → client: takes every message off the channel as soon as russh delivers it, so the
-/// session's single loop never waits for this client, and writes the data to the local socket
-/// as fast as the client reads it, holding the difference within `budget`. Returns the bytes
-/// delivered once the server has closed the channel and everything is written.
+/// Server → client: takes every message off the channel as soon as russh delivers it while
+/// under `budget`, and writes the data to the local socket as fast as the client reads it (see
+/// [`Budget`]). Returns the bytes delivered once the server has closed the channel and
+/// everything is written.
 async fn drain_downstream(
     remote_read: &mut russh::ChannelReadHalf,
     local_write: &mut WriteHalf<'_>,
@@ -208,9 +210,9 @@ async fn drain_downstream(
     let mut pending = Pending::default();
     let mut delivered = 0u64;
     let (mut remote_eof, mut remote_closed, mut local_shut) = (false, false, false);
-    let stall_level = budget.bytes / 2;
-    // Since when more than `stall_level` bytes have been pending.
-    let mut behind_since: Option<Instant> = None;
+    // Since when the buffer has been full without the client taking anything.
+    let mut stuck_since: Option<Instant> = None;
+    let mut paced = false;
     loop {
         if pending.is_empty() {
             // Remote EOF → shutdown(Write) locally, once everything before it is written.
@@ -222,18 +224,21 @@ async fn drain_downstream(
                 return Ok(delivered);
             }
         }
-        let stall_at = behind_since.map(|since| since + budget.stall_timeout);
+        let full = pending.bytes >= budget.bytes;
+        if full && stuck_since.is_none() {
+            stuck_since = Some(Instant::now());
+            if !paced {
+                paced = true;
+                debug!(
+                    pending = pending.bytes,
+                    "connection_buffer full: this client now paces the session"
+                );
+            }
+        }
+        let stall_at = stuck_since.map(|since| since + budget.stall_timeout);
         tokio::select! {
-            message = remote_read.wait(), if !remote_closed => match message {
-                Some(ChannelMsg::Data { data }) => {
-                    pending.push(data);
-                    if pending.bytes >= budget.bytes {
-                        return Err(ForwardError::Overflow { pending: pending.bytes });
-                    }
-                    if pending.bytes > stall_level && behind_since.is_none() {
-                        behind_since = Some(Instant::now());
-                    }
-                }
+            message = remote_read.wait(), if !remote_closed && !full => match message {
+                Some(ChannelMsg::Data { data }) => pending.push(data),
                 Some(ChannelMsg::Eof) => remote_eof = true,
                 Some(ChannelMsg::Close) => remote_closed = true,
                 Some(_) => {}
@@ -248,9 +253,7 @@ async fn drain_downstream(
                 pending.consume(n);
                 delivered += n as u64;
                 meters.iter().for_each(|m| m.add_down(n as u64));
-                if pending.bytes <= stall_level {
-                    behind_since = None;
-                }
+                stuck_since = None;
             }
             () = sleep_until(stall_at), if stall_at.is_some() => {
                 return Err(ForwardError::Stalled(budget.stall_timeout));

@@ -101,10 +101,11 @@ impl Defaults {
 pub struct Limits {
     /// Open (or held) local connections across all forwards; more wait in the listen backlog.
     pub max_connections: usize,
-    /// Server-to-client bytes one connection may have pending because its local client reads
-    /// slower than the server sends.
+    /// Server-to-client bytes one connection may hold for a local client that reads slower
+    /// than the server sends; at this, the client paces the session.
     pub connection_buffer: usize,
-    /// How long a connection may stay over `connection_buffer` before it is reset.
+    /// How long a client may take nothing while its buffer is full before it is reset (the
+    /// longest a stuck client can hold up the other connections of its session).
     pub stall_timeout: Duration,
     /// First delay after a failed connect; doubled per failure up to `backoff_max`.
     pub backoff_min: Duration,
@@ -116,7 +117,7 @@ impl Default for Limits {
         Limits {
             max_connections: 4096,
             connection_buffer: 8 << 20,
-            stall_timeout: Duration::from_secs(10),
+            stall_timeout: Duration::from_secs(5),
             backoff_min: Duration::from_secs(1),
             backoff_max: Duration::from_secs(60),
         }

@@ -71,7 +71,7 @@ fn example_file_parses_to_what_its_comments_say() {
         Limits {
             max_connections: 4096,
             connection_buffer: 8 << 20,
-            stall_timeout: Duration::from_secs(10),
+            stall_timeout: Duration::from_secs(5),
             backoff_min: Duration::from_secs(1),
             backoff_max: Duration::from_secs(60),
         }
