@@ -159,3 +159,42 @@ pub fn open_tcp_sockets(pid: u32, local_port: Option<u16>, remote_port: Option<u
         })
         .unwrap_or(0)
 }
+
+/// ESTABLISHED TCP connections with local port `port` that some process of `pids` holds open
+/// (each connection once, however many of them share its descriptor). Unlike
+/// [`established_connections`], other processes' sockets never count, whatever their ports.
+pub fn established_connections_held_by(pids: &[u32], port: u16) -> usize {
+    let Some(&first) = pids.first() else { return 0 };
+    let mut inodes = std::collections::HashSet::new();
+    for table in ["tcp", "tcp6"] {
+        let Ok(table) = fs::read_to_string(format!("/proc/{first}/net/{table}")) else {
+            continue;
+        };
+        for row in table.lines().skip(1) {
+            let fields: Vec<&str> = row.split_whitespace().collect();
+            let local_port = fields
+                .get(1)
+                .and_then(|addr| addr.rsplit_once(':'))
+                .and_then(|(_, hex)| u16::from_str_radix(hex, 16).ok());
+            if local_port == Some(port)
+                && fields.get(3) == Some(&"01")
+                && let Some(inode) = fields.get(9)
+            {
+                inodes.insert(format!("socket:[{inode}]"));
+            }
+        }
+    }
+    let mut held = std::collections::HashSet::new();
+    for pid in pids {
+        let Ok(entries) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+            continue;
+        };
+        for link in entries.filter_map(|e| fs::read_link(e.ok()?.path()).ok()) {
+            let link = link.to_string_lossy().into_owned();
+            if inodes.contains(&link) {
+                held.insert(link);
+            }
+        }
+    }
+    held.len()
+}

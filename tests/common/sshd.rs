@@ -373,14 +373,15 @@ impl TestSshd {
         self.child.is_some()
     }
 
-    /// ESTABLISHED TCP connections to the server's port, read from `/proc/net/tcp{,6}`: the
-    /// number of SSH connections clients hold right now.
+    /// ESTABLISHED TCP connections to the server's port held by this sshd's processes: the
+    /// number of SSH connections clients hold right now. (Read through `/proc/PID`, so sockets
+    /// of other processes never count, and a namespace is sshd's own.)
     pub fn established_connections(&self) -> usize {
-        match (&self.netns, &self.child) {
-            // /proc/net is the reader's namespace; /proc/PID/net is sshd's.
-            (Some(_), Some(child)) => procfs::established_connections_of(child.id(), self.port),
-            _ => procfs::established_connections(self.port),
-        }
+        let Some(child) = &self.child else { return 0 };
+        let pids: Vec<u32> = std::iter::once(child.id())
+            .chain(procfs::descendants(child.id()))
+            .collect();
+        procfs::established_connections_held_by(&pids, self.port)
     }
 
     /// Re-checks [`Self::established_connections`] until it equals `expected` or `timeout`
