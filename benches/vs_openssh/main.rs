@@ -1,0 +1,382 @@
+//! lazytunnel against OpenSSH's `ssh -N -L`, side by side in one run against the same local
+//! sshd (the tests' [`TestSshd`]): throughput and CPU per GiB, connection latency (warm, cold,
+//! and the seed's `ssh -W` per connection), idle cost, and 1000 connections on one session.
+//!
+//! Run: `cargo bench --bench vs_openssh` (needs OpenSSH's `sshd` and `ssh`, as the tests do:
+//! `scripts/test` installs them). Environment:
+//! - `LAZYTUNNEL_BENCH_QUICK=1`: smaller transfers and fewer repetitions (about a minute);
+//! - `LAZYTUNNEL_BENCH_ONLY=throughput,parallel,latency,cold,idle,many`: just those parts.
+//!
+//! Runs of the two tools alternate (lazytunnel first on even repetitions, OpenSSH first on odd
+//! ones); each figure is printed as the median of each tool and the median of the
+//! lazytunnel/OpenSSH ratios of back-to-back pairs, which is what to read on a busy machine.
+
+#[path = "../../tests/common/mod.rs"]
+mod common;
+mod latency;
+mod many;
+mod measure;
+mod servers;
+mod throughput;
+mod tools;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::sshd_files::SSH_CONFIG_TEMPLATE;
+use common::{DataServer, TestSshd};
+use measure::{Better, Paired, Report, cpu_seconds, rss_mib};
+use servers::Server;
+use throughput::Direction;
+use tools::Forwarder;
+
+const MIB: u64 = 1 << 20;
+
+struct Settings {
+    quick: bool,
+    /// Bytes per single-stream transfer.
+    single: u64,
+    /// Bytes per parallel transfer, over all streams.
+    parallel: u64,
+    streams: u64,
+    /// Repetitions of each transfer per tool.
+    reps: usize,
+    echoes: usize,
+    colds: usize,
+    idle: Duration,
+    idle_forwards: usize,
+    many: usize,
+    only: Option<Vec<String>>,
+}
+
+impl Settings {
+    fn from_env() -> Settings {
+        let quick =
+            std::env::var("LAZYTUNNEL_BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
+        let only = std::env::var("LAZYTUNNEL_BENCH_ONLY")
+            .ok()
+            .map(|v| v.split(',').map(|s| s.trim().to_string()).collect());
+        Settings {
+            quick,
+            single: if quick { 128 * MIB } else { 1024 * MIB },
+            parallel: if quick { 128 * MIB } else { 1024 * MIB },
+            streams: 8,
+            reps: if quick { 3 } else { 5 },
+            echoes: if quick { 100 } else { 500 },
+            colds: if quick { 3 } else { 7 },
+            idle: Duration::from_secs(if quick { 3 } else { 10 }),
+            idle_forwards: 10,
+            many: 1000,
+            only,
+        }
+    }
+
+    fn wants(&self, part: &str) -> bool {
+        self.only
+            .as_ref()
+            .is_none_or(|parts| parts.iter().any(|p| p == part))
+    }
+}
+
+fn main() {
+    raise_fd_limit();
+    let settings = Settings::from_env();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    runtime.block_on(run(settings));
+}
+
+/// 1000 connections need ~2000 descriptors here and in the forwarders, which inherit it.
+fn raise_fd_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain system calls on a local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
+
+async fn run(s: Settings) {
+    describe_machine(&s);
+    let sshd = TestSshd::start();
+    let pinned = sshd.write_ssh_config(
+        "ssh_config.aes256-gcm",
+        &format!("{SSH_CONFIG_TEMPLATE}    Ciphers aes256-gcm@openssh.com\n"),
+    );
+    let sink = Server::sink().await;
+    let source = Server::source().await;
+    let echo = DataServer::echo().await;
+    let targets = [sink.addr, source.addr, echo.addr()];
+    let (sink_at, source_at, echo_at) = (0, 1, 2);
+    let mut report = Report::default();
+    println!();
+
+    let configs: [(&str, PathBuf); 2] = [
+        ("default ciphers", sshd.ssh_config_path()),
+        ("aes256-gcm", pinned),
+    ];
+    for (label, ssh_config) in &configs {
+        let default = *label == "default ciphers";
+        let wanted = s.wants("throughput")
+            || (default && ["parallel", "latency", "many"].iter().any(|p| s.wants(p)));
+        if !wanted {
+            continue;
+        }
+        let lazy = Forwarder::lazytunnel(ssh_config, "", &targets).await;
+        let ssh = Forwarder::openssh(ssh_config, &targets).await;
+        // Open lazytunnel's session before anything is timed.
+        latency::connect_echo_ms(lazy.ports[echo_at]).await;
+        latency::connect_echo_ms(ssh.ports[echo_at]).await;
+        let pair = [&lazy, &ssh];
+
+        if s.wants("throughput") {
+            for direction in [Direction::Upload, Direction::Download] {
+                let at = if direction == Direction::Upload {
+                    sink_at
+                } else {
+                    source_at
+                };
+                let name = format!("1 stream {}, {label}", direction.name());
+                transfers(&mut report, &s, &name, pair, at, direction, 1).await;
+            }
+        }
+        if default && s.wants("parallel") {
+            for direction in [Direction::Upload, Direction::Download] {
+                let at = if direction == Direction::Upload {
+                    sink_at
+                } else {
+                    source_at
+                };
+                let name = format!("{} streams {}, {label}", s.streams, direction.name());
+                transfers(&mut report, &s, &name, pair, at, direction, s.streams).await;
+            }
+        }
+        if default && s.wants("latency") {
+            let mut warm = Paired::default();
+            for i in 0..s.echoes {
+                let (l, o) = alternate(
+                    i,
+                    || latency::connect_echo_ms(lazy.ports[echo_at]),
+                    || latency::connect_echo_ms(ssh.ports[echo_at]),
+                )
+                .await;
+                warm.push(l, o);
+            }
+            report.paired("warm connect + 1-byte echo", "ms", &warm, Better::Lower);
+        }
+        if default && s.wants("many") {
+            concurrent(&mut report, &s, pair, echo_at).await;
+        }
+    }
+
+    if s.wants("cold") {
+        cold(&mut report, &s, &sshd.ssh_config_path(), echo.addr()).await;
+    }
+    if s.wants("idle") {
+        idle(&mut report, &s, &sshd.ssh_config_path(), echo.addr()).await;
+    }
+
+    print_ciphers(&sshd.log());
+    report.print();
+    println!("\nload average at the end: {}", loadavg());
+}
+
+/// Runs `lazy` and `ssh` back to back, lazytunnel first on even `i`.
+async fn alternate<L, S, FL, FS, T>(i: usize, lazy: L, ssh: S) -> (T, T)
+where
+    L: FnOnce() -> FL,
+    S: FnOnce() -> FS,
+    FL: Future<Output = T>,
+    FS: Future<Output = T>,
+{
+    if i % 2 == 0 {
+        let l = lazy().await;
+        (l, ssh().await)
+    } else {
+        let o = ssh().await;
+        (lazy().await, o)
+    }
+}
+
+async fn transfers(
+    report: &mut Report,
+    s: &Settings,
+    name: &str,
+    [lazy, ssh]: [&Forwarder; 2],
+    at: usize,
+    direction: Direction,
+    streams: u64,
+) {
+    let total = if streams == 1 { s.single } else { s.parallel };
+    let (mut speed, mut cpu) = (Paired::default(), Paired::default());
+    for i in 0..s.reps {
+        let (l, o) = alternate(
+            i,
+            || throughput::transfer(lazy.pid(), lazy.ports[at], direction, total, streams),
+            || throughput::transfer(ssh.pid(), ssh.ports[at], direction, total, streams),
+        )
+        .await;
+        speed.push(l.mb_per_s, o.mb_per_s);
+        cpu.push(l.cpu_s_per_gib, o.cpu_s_per_gib);
+    }
+    report.paired(name, "MB/s", &speed, Better::Higher);
+    report.paired(&format!("  CPU per GiB, {name}"), "s", &cpu, Better::Lower);
+}
+
+async fn concurrent(report: &mut Report, s: &Settings, [lazy, ssh]: [&Forwarder; 2], at: usize) {
+    let l = many::hold_many(lazy.pid(), lazy.ports[at], s.many).await;
+    let o = many::hold_many(ssh.pid(), ssh.ports[at], s.many).await;
+    let n = s.many;
+    report.row(
+        &format!("{n} concurrent on one session: correct"),
+        &format!("{}/{n} ({:.1} s)", l.correct, l.open_secs),
+        &format!("{}/{n} ({:.1} s)", o.correct, o.open_secs),
+        "-",
+        &format!("{n}/{n} {}", if l.correct == n { "met" } else { "MISSED" }),
+    );
+    report.row(
+        "  RSS per open connection",
+        &format!("{:.1} KiB", l.rss_per_conn_kib),
+        &format!("{:.1} KiB", o.rss_per_conn_kib),
+        &format!("{:.2}x", l.rss_per_conn_kib / o.rss_per_conn_kib),
+        &format!(
+            "<= 64 KiB {}",
+            if l.rss_per_conn_kib <= 64.0 {
+                "met"
+            } else {
+                "MISSED"
+            }
+        ),
+    );
+    if l.open_at_once < n || o.open_at_once < n {
+        println!(
+            "  (open at once: lazytunnel {}, OpenSSH {})",
+            l.open_at_once, o.open_at_once
+        );
+    }
+}
+
+/// The first connection through a daemon that has no session yet, against a fresh `ssh -W`
+/// per connection (the seed design, which pays that handshake on every connection).
+async fn cold(report: &mut Report, s: &Settings, ssh_config: &Path, echo: std::net::SocketAddr) {
+    let mut first = Paired::default();
+    for i in 0..s.colds {
+        let daemon = Forwarder::lazytunnel(ssh_config, "", &[echo]).await;
+        let port = daemon.ports[0];
+        let (l, o) = alternate(
+            i,
+            || latency::connect_echo_ms(port),
+            || latency::ssh_w_echo_ms(ssh_config, echo),
+        )
+        .await;
+        first.push(l, o);
+    }
+    report.paired(
+        "cold: first connection vs `ssh -W` each",
+        "ms",
+        &first,
+        Better::Lower,
+    );
+}
+
+/// Ten forwards configured and nothing connecting: lazytunnel holds no session then; `ssh -L`
+/// holds its session open.
+async fn idle(report: &mut Report, s: &Settings, ssh_config: &Path, echo: std::net::SocketAddr) {
+    let targets = vec![echo; s.idle_forwards];
+    let lazy = Forwarder::lazytunnel(ssh_config, "", &targets).await;
+    let ssh = Forwarder::openssh(ssh_config, &targets).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (l0, o0) = (cpu_seconds(lazy.pid()), cpu_seconds(ssh.pid()));
+    tokio::time::sleep(s.idle).await;
+    let (l_cpu, o_cpu) = (
+        (cpu_seconds(lazy.pid()) - l0) * 1e3,
+        (cpu_seconds(ssh.pid()) - o0) * 1e3,
+    );
+    let secs = s.idle.as_secs();
+    let n = s.idle_forwards;
+    report.row(
+        &format!("idle CPU over {secs} s, {n} forwards"),
+        &format!("{l_cpu:.0} ms"),
+        &format!("{o_cpu:.0} ms"),
+        "-",
+        &format!("0 {}", if l_cpu == 0.0 { "met" } else { "MISSED" }),
+    );
+    let (l_rss, o_rss) = (rss_mib(lazy.pid()), rss_mib(ssh.pid()));
+    report.row(
+        &format!("idle RSS, {n} forwards (no session / ssh -L)"),
+        &format!("{l_rss:.1} MiB"),
+        &format!("{o_rss:.1} MiB"),
+        &format!("{:.2}x", l_rss / o_rss),
+        &format!("<= 8 MiB {}", if l_rss <= 8.0 { "met" } else { "MISSED" }),
+    );
+}
+
+fn describe_machine(s: &Settings) {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name")?
+                .split_once(':')
+                .map(|(_, m)| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let aes = cpuinfo.split_whitespace().any(|flag| flag == "aes");
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let openssh = std::process::Command::new("ssh")
+        .arg("-V")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stderr).trim().to_string())
+        .unwrap_or_default();
+    println!(
+        "lazytunnel vs OpenSSH ssh -N -L{}",
+        if s.quick { " (quick mode)" } else { "" }
+    );
+    println!(
+        "machine: {model}, {cores} cores, AES instructions: {aes}, Linux {}",
+        kernel.trim()
+    );
+    println!("OpenSSH: {openssh}");
+    println!("load average at the start: {}", loadavg());
+    println!(
+        "sizes: {} MiB single-stream, {} MiB over {} streams, {} repetitions per tool",
+        s.single / MIB,
+        s.parallel / MIB,
+        s.streams,
+        s.reps
+    );
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+/// The ciphers sshd negotiated, from its DEBUG1 log, so a reader can check what was compared.
+fn print_ciphers(log: &str) {
+    let mut seen: Vec<(String, usize)> = Vec::new();
+    for line in log
+        .lines()
+        .filter(|l| l.contains("kex: client->server cipher:"))
+    {
+        let cipher = line.split("cipher: ").nth(1).unwrap_or("").to_string();
+        match seen.iter_mut().find(|(c, _)| *c == cipher) {
+            Some((_, n)) => *n += 1,
+            None => seen.push((cipher, 1)),
+        }
+    }
+    println!("\nciphers sshd negotiated (client->server), sessions:");
+    for (cipher, n) in seen {
+        println!("  {n:>4} × {cipher}");
+    }
+}

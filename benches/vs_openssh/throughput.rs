@@ -1,0 +1,115 @@
+//! Bulk transfers through a forward: single-stream and parallel, upload (to the sink) and
+//! download (from the source), timed from connect to the last byte confirmed, with the CPU
+//! time the forwarding process spent meanwhile.
+
+use std::time::Instant;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::task::JoinSet;
+
+use crate::measure::cpu_seconds;
+use crate::servers::{CHUNK, payload};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    Upload,
+    Download,
+}
+
+impl Direction {
+    pub fn name(self) -> &'static str {
+        match self {
+            Direction::Upload => "upload",
+            Direction::Download => "download",
+        }
+    }
+}
+
+/// One measured transfer.
+pub struct Transfer {
+    pub mb_per_s: f64,
+    pub cpu_s_per_gib: f64,
+}
+
+/// Moves `total` bytes in `streams` equal parts at once through `port`, while `pid` forwards.
+pub async fn transfer(
+    pid: u32,
+    port: u16,
+    direction: Direction,
+    total: u64,
+    streams: u64,
+) -> Transfer {
+    let each = total / streams;
+    let cpu_before = cpu_seconds(pid);
+    let start = Instant::now();
+    let mut tasks = JoinSet::new();
+    for _ in 0..streams {
+        tasks.spawn(async move {
+            match direction {
+                Direction::Upload => upload(port, each).await,
+                Direction::Download => download(port, each).await,
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.expect("transfer task");
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let cpu = cpu_seconds(pid) - cpu_before;
+    let moved = (each * streams) as f64;
+    Transfer {
+        mb_per_s: moved / elapsed / 1e6,
+        cpu_s_per_gib: cpu / (moved / (1u64 << 30) as f64),
+    }
+}
+
+async fn connect(port: u16) -> TcpStream {
+    let stream = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap_or_else(|e| panic!("connect to 127.0.0.1:{port}: {e}"));
+    let _ = stream.set_nodelay(true);
+    stream
+}
+
+/// Sends `len` bytes, half-closes, and checks the sink's count of what arrived.
+async fn upload(port: u16, len: u64) {
+    let mut stream = connect(port).await;
+    let data = payload();
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(data.len() as u64) as usize;
+        stream.write_all(&data[..n]).await.expect("upload write");
+        left -= n as u64;
+    }
+    stream.shutdown().await.expect("upload half-close");
+    let mut count = [0; 8];
+    stream
+        .read_exact(&mut count)
+        .await
+        .expect("the sink's byte count");
+    assert_eq!(
+        u64::from_le_bytes(count),
+        len,
+        "the sink got a different count"
+    );
+}
+
+/// Asks the source for `len` bytes and reads until its EOF, checking the count.
+async fn download(port: u16, len: u64) {
+    let mut stream = connect(port).await;
+    stream
+        .write_all(&len.to_le_bytes())
+        .await
+        .expect("download request");
+    let mut buf = vec![0; CHUNK];
+    let mut got = 0u64;
+    loop {
+        let n = stream.read(&mut buf).await.expect("download read");
+        if n == 0 {
+            break;
+        }
+        got += n as u64;
+    }
+    assert_eq!(got, len, "download ended early");
+}
