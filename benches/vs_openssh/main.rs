@@ -5,7 +5,9 @@
 //! Run: `cargo bench --bench vs_openssh` (needs OpenSSH's `sshd` and `ssh`, as the tests do:
 //! `scripts/test` installs them). Environment:
 //! - `LAZYTUNNEL_BENCH_QUICK=1`: smaller transfers and fewer repetitions (about a minute);
-//! - `LAZYTUNNEL_BENCH_ONLY=throughput,parallel,latency,cold,idle,many`: just those parts.
+//! - `LAZYTUNNEL_BENCH_ONLY=throughput,parallel,latency,cold,idle,many`: just those parts;
+//! - `LAZYTUNNEL_BENCH_CIPHERS=default` or `aes256-gcm`: just that cipher setting;
+//! - `LAZYTUNNEL_BENCH_SYSCALLS=1`: also show read/write system calls per MiB moved.
 //!
 //! Runs of the two tools alternate (lazytunnel first on even repetitions, OpenSSH first on odd
 //! ones); each figure is printed as the median of each tool and the median of the
@@ -47,6 +49,10 @@ struct Settings {
     idle_forwards: usize,
     many: usize,
     only: Option<Vec<String>>,
+    /// Cipher settings to run: "default", "aes256-gcm" or both.
+    ciphers: Option<String>,
+    /// Also report read/write system calls per MiB (a diagnostic).
+    syscalls: bool,
 }
 
 impl Settings {
@@ -68,6 +74,8 @@ impl Settings {
             idle_forwards: 10,
             many: 1000,
             only,
+            ciphers: std::env::var("LAZYTUNNEL_BENCH_CIPHERS").ok(),
+            syscalls: std::env::var("LAZYTUNNEL_BENCH_SYSCALLS").is_ok_and(|v| v == "1"),
         }
     }
 
@@ -125,8 +133,11 @@ async fn run(s: Settings) {
     ];
     for (label, ssh_config) in &configs {
         let default = *label == "default ciphers";
-        let wanted = s.wants("throughput")
-            || (default && ["parallel", "latency", "many"].iter().any(|p| s.wants(p)));
+        let cipher_wanted = s.ciphers.as_deref().is_none_or(|c| label.starts_with(c));
+        let wanted = cipher_wanted && s.wants("throughput")
+            || (cipher_wanted
+                && default
+                && ["parallel", "latency", "many"].iter().any(|p| s.wants(p)));
         if !wanted {
             continue;
         }
@@ -216,7 +227,7 @@ async fn transfers(
     streams: u64,
 ) {
     let total = if streams == 1 { s.single } else { s.parallel };
-    let (mut speed, mut cpu) = (Paired::default(), Paired::default());
+    let (mut speed, mut cpu, mut calls) = (Paired::default(), Paired::default(), Paired::default());
     for i in 0..s.reps {
         let (l, o) = alternate(
             i,
@@ -226,9 +237,13 @@ async fn transfers(
         .await;
         speed.push(l.mb_per_s, o.mb_per_s);
         cpu.push(l.cpu_s_per_gib, o.cpu_s_per_gib);
+        calls.push(l.syscalls_per_mib, o.syscalls_per_mib);
     }
     report.paired(name, "MB/s", &speed, Better::Higher);
     report.paired(&format!("  CPU per GiB, {name}"), "s", &cpu, Better::Lower);
+    if s.syscalls {
+        report.info(&format!("  syscalls per MiB, {name}"), "", &calls);
+    }
 }
 
 async fn concurrent(report: &mut Report, s: &Settings, [lazy, ssh]: [&Forwarder; 2], at: usize) {

@@ -20,6 +20,17 @@ fn ticks_per_second() -> f64 {
     })
 }
 
+/// Read- plus write-type system calls the process has made so far (`/proc/PID/io`).
+pub fn syscalls(pid: u32) -> u64 {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap_or_default();
+    io.lines()
+        .filter_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            matches!(key, "syscr" | "syscw").then(|| value.trim().parse::<u64>().ok())?
+        })
+        .sum()
+}
+
 /// Resident set size in MiB.
 pub fn rss_mib(pid: u32) -> f64 {
     procfs::status_field(pid, "VmRSS") as f64 / 1024.0
@@ -108,6 +119,17 @@ impl Report {
         let line = format!("| {metric:<44} | {lazy:>16} | {ssh:>16} | {ratio:>7} | {target} |");
         println!("{line}");
         self.rows.push(line);
+    }
+
+    /// A figure measured for information, without a target.
+    pub fn info(&mut self, metric: &str, unit: &str, samples: &Paired) {
+        self.row(
+            metric,
+            &format!("{:.1} {unit}", median(&samples.lazy)),
+            &format!("{:.1} {unit}", median(&samples.ssh)),
+            &format!("{:.2}x", samples.ratio()),
+            "info",
+        );
     }
 
     pub fn print(&self) {
