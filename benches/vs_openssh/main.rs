@@ -7,6 +7,7 @@
 //! - `LAZYTUNNEL_BENCH_QUICK=1`: smaller transfers and fewer repetitions (about a minute);
 //! - `LAZYTUNNEL_BENCH_ONLY=throughput,parallel,latency,cold,idle,many`: just those parts;
 //! - `LAZYTUNNEL_BENCH_CIPHERS=default` or `aes256-gcm`: just that cipher setting;
+//! - `LAZYTUNNEL_BENCH_MIB=N`, `LAZYTUNNEL_BENCH_REPS=N`: bytes per transfer, repetitions;
 //! - `LAZYTUNNEL_BENCH_SYSCALLS=1`: also show read/write system calls per MiB moved.
 //!
 //! Runs of the two tools alternate (lazytunnel first on even repetitions, OpenSSH first on odd
@@ -62,12 +63,14 @@ impl Settings {
         let only = std::env::var("LAZYTUNNEL_BENCH_ONLY")
             .ok()
             .map(|v| v.split(',').map(|s| s.trim().to_string()).collect());
+        let number = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
+        let mib = number("LAZYTUNNEL_BENCH_MIB").map(|m| m * MIB);
         Settings {
             quick,
-            single: if quick { 128 * MIB } else { 1024 * MIB },
-            parallel: if quick { 128 * MIB } else { 1024 * MIB },
+            single: mib.unwrap_or(if quick { 128 * MIB } else { 1024 * MIB }),
+            parallel: mib.unwrap_or(if quick { 128 * MIB } else { 1024 * MIB }),
             streams: 8,
-            reps: if quick { 3 } else { 5 },
+            reps: number("LAZYTUNNEL_BENCH_REPS").map_or(if quick { 3 } else { 5 }, |n| n as usize),
             echoes: if quick { 100 } else { 500 },
             colds: if quick { 3 } else { 7 },
             idle: Duration::from_secs(if quick { 3 } else { 10 }),
