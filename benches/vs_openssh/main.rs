@@ -8,7 +8,6 @@
 //! - `LAZYTUNNEL_BENCH_ONLY=throughput,parallel,latency,cold,idle,many`: just those parts;
 //! - `LAZYTUNNEL_BENCH_CIPHERS=default` or `aes256-gcm`: just that cipher setting;
 //! - `LAZYTUNNEL_BENCH_MIB=N`, `LAZYTUNNEL_BENCH_REPS=N`: bytes per transfer, repetitions;
-//! - `LAZYTUNNEL_BENCH_SYSCALLS=1`: also show read/write system calls per MiB moved.
 //!
 //! Runs of the two tools alternate (lazytunnel first on even repetitions, OpenSSH first on odd
 //! ones); each figure is printed as the median of each tool and the median of the
@@ -52,8 +51,6 @@ struct Settings {
     only: Option<Vec<String>>,
     /// Cipher settings to run: "default", "aes256-gcm" or both.
     ciphers: Option<String>,
-    /// Also report read/write system calls per MiB (a diagnostic).
-    syscalls: bool,
 }
 
 impl Settings {
@@ -78,7 +75,6 @@ impl Settings {
             many: 1000,
             only,
             ciphers: std::env::var("LAZYTUNNEL_BENCH_CIPHERS").ok(),
-            syscalls: std::env::var("LAZYTUNNEL_BENCH_SYSCALLS").is_ok_and(|v| v == "1"),
         }
     }
 
@@ -230,7 +226,7 @@ async fn transfers(
     streams: u64,
 ) {
     let total = if streams == 1 { s.single } else { s.parallel };
-    let (mut speed, mut cpu, mut calls) = (Paired::default(), Paired::default(), Paired::default());
+    let (mut speed, mut cpu) = (Paired::default(), Paired::default());
     for i in 0..s.reps {
         let (l, o) = alternate(
             i,
@@ -240,13 +236,9 @@ async fn transfers(
         .await;
         speed.push(l.mb_per_s, o.mb_per_s);
         cpu.push(l.cpu_s_per_gib, o.cpu_s_per_gib);
-        calls.push(l.syscalls_per_mib, o.syscalls_per_mib);
     }
     report.paired(name, "MB/s", &speed, Better::Higher);
     report.paired(&format!("  CPU per GiB, {name}"), "s", &cpu, Better::Lower);
-    if s.syscalls {
-        report.info(&format!("  syscalls per MiB, {name}"), "", &calls);
-    }
 }
 
 async fn concurrent(report: &mut Report, s: &Settings, [lazy, ssh]: [&Forwarder; 2], at: usize) {

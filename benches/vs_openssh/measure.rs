@@ -20,17 +20,6 @@ fn ticks_per_second() -> f64 {
     })
 }
 
-/// Read- plus write-type system calls the process has made so far (`/proc/PID/io`).
-pub fn syscalls(pid: u32) -> u64 {
-    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap_or_default();
-    io.lines()
-        .filter_map(|line| {
-            let (key, value) = line.split_once(':')?;
-            matches!(key, "syscr" | "syscw").then(|| value.trim().parse::<u64>().ok())?
-        })
-        .sum()
-}
-
 /// Resident set size in MiB.
 pub fn rss_mib(pid: u32) -> f64 {
     procfs::status_field(pid, "VmRSS") as f64 / 1024.0

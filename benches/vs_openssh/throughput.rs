@@ -8,7 +8,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 
-use crate::measure::{cpu_seconds, syscalls};
+use crate::measure::cpu_seconds;
 use crate::servers::{CHUNK, payload};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,8 +30,6 @@ impl Direction {
 pub struct Transfer {
     pub mb_per_s: f64,
     pub cpu_s_per_gib: f64,
-    /// Read and write system calls of the forwarding process per MiB moved.
-    pub syscalls_per_mib: f64,
 }
 
 /// Moves `total` bytes in `streams` equal parts at once through `port`, while `pid` forwards.
@@ -44,7 +42,6 @@ pub async fn transfer(
 ) -> Transfer {
     let each = total / streams;
     let cpu_before = cpu_seconds(pid);
-    let syscalls_before = syscalls(pid);
     let start = Instant::now();
     let mut tasks = JoinSet::new();
     for _ in 0..streams {
@@ -60,12 +57,10 @@ pub async fn transfer(
     }
     let elapsed = start.elapsed().as_secs_f64();
     let cpu = cpu_seconds(pid) - cpu_before;
-    let calls = syscalls(pid) - syscalls_before;
     let moved = (each * streams) as f64;
     Transfer {
         mb_per_s: moved / elapsed / 1e6,
         cpu_s_per_gib: cpu / (moved / (1u64 << 30) as f64),
-        syscalls_per_mib: calls as f64 / (moved / (1u64 << 20) as f64),
     }
 }
 
