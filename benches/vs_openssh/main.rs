@@ -145,7 +145,11 @@ async fn run(s: Settings) {
         // Open lazytunnel's session before anything is timed.
         latency::connect_echo_ms(lazy.ports[echo_at]).await;
         latency::connect_echo_ms(ssh.ports[echo_at]).await;
-        let pair = [&lazy, &ssh];
+        let pair = Pair {
+            lazy: &lazy,
+            ssh: &ssh,
+            sshd_pid: sshd.pid(),
+        };
 
         if s.wants("throughput") {
             for direction in [Direction::Upload, Direction::Download] {
@@ -199,6 +203,14 @@ async fn run(s: Settings) {
     println!("\nload average at the end: {}", loadavg());
 }
 
+/// The two forwarders of one cipher setting, and the sshd they both use.
+#[derive(Clone, Copy)]
+struct Pair<'a> {
+    lazy: &'a Forwarder,
+    ssh: &'a Forwarder,
+    sshd_pid: u32,
+}
+
 /// Runs `lazy` and `ssh` back to back, lazytunnel first on even `i`.
 async fn alternate<L, S, FL, FS, T>(i: usize, lazy: L, ssh: S) -> (T, T)
 where
@@ -220,28 +232,58 @@ async fn transfers(
     report: &mut Report,
     s: &Settings,
     name: &str,
-    [lazy, ssh]: [&Forwarder; 2],
+    Pair {
+        lazy,
+        ssh,
+        sshd_pid,
+    }: Pair<'_>,
     at: usize,
     direction: Direction,
     streams: u64,
 ) {
     let total = if streams == 1 { s.single } else { s.parallel };
-    let (mut speed, mut cpu) = (Paired::default(), Paired::default());
+    let (mut speed, mut cpu, mut server) =
+        (Paired::default(), Paired::default(), Paired::default());
     for i in 0..s.reps {
         let (l, o) = alternate(
             i,
-            || throughput::transfer(lazy.pid(), lazy.ports[at], direction, total, streams),
-            || throughput::transfer(ssh.pid(), ssh.ports[at], direction, total, streams),
+            || {
+                throughput::transfer(
+                    lazy.pid(),
+                    sshd_pid,
+                    lazy.ports[at],
+                    direction,
+                    total,
+                    streams,
+                )
+            },
+            || {
+                throughput::transfer(
+                    ssh.pid(),
+                    sshd_pid,
+                    ssh.ports[at],
+                    direction,
+                    total,
+                    streams,
+                )
+            },
         )
         .await;
         speed.push(l.mb_per_s, o.mb_per_s);
         cpu.push(l.cpu_s_per_gib, o.cpu_s_per_gib);
+        server.push(l.sshd_cpu_s_per_gib, o.sshd_cpu_s_per_gib);
     }
     report.paired(name, "MB/s", &speed, Better::Higher);
     report.paired(&format!("  CPU per GiB, {name}"), "s", &cpu, Better::Lower);
+    report.info(&format!("  sshd CPU per GiB, {name}"), "s", &server);
 }
 
-async fn concurrent(report: &mut Report, s: &Settings, [lazy, ssh]: [&Forwarder; 2], at: usize) {
+async fn concurrent(
+    report: &mut Report,
+    s: &Settings,
+    Pair { lazy, ssh, .. }: Pair<'_>,
+    at: usize,
+) {
     let l = many::hold_many(lazy.pid(), lazy.ports[at], s.many).await;
     let o = many::hold_many(ssh.pid(), ssh.ports[at], s.many).await;
     let n = s.many;

@@ -8,6 +8,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 
+use crate::common::procfs;
 use crate::measure::cpu_seconds;
 use crate::servers::{CHUNK, payload};
 
@@ -30,11 +31,15 @@ impl Direction {
 pub struct Transfer {
     pub mb_per_s: f64,
     pub cpu_s_per_gib: f64,
+    /// The same for the server's side: every process under the sshd listener.
+    pub sshd_cpu_s_per_gib: f64,
 }
 
-/// Moves `total` bytes in `streams` equal parts at once through `port`, while `pid` forwards.
+/// Moves `total` bytes in `streams` equal parts at once through `port`, while `pid` forwards
+/// to the sshd listening as `sshd_pid`.
 pub async fn transfer(
     pid: u32,
+    sshd_pid: u32,
     port: u16,
     direction: Direction,
     total: u64,
@@ -42,6 +47,7 @@ pub async fn transfer(
 ) -> Transfer {
     let each = total / streams;
     let cpu_before = cpu_seconds(pid);
+    let sshd_before = sshd_cpu_seconds(sshd_pid);
     let start = Instant::now();
     let mut tasks = JoinSet::new();
     for _ in 0..streams {
@@ -57,11 +63,24 @@ pub async fn transfer(
     }
     let elapsed = start.elapsed().as_secs_f64();
     let cpu = cpu_seconds(pid) - cpu_before;
-    let moved = (each * streams) as f64;
+    let sshd_cpu = sshd_cpu_seconds(sshd_pid) - sshd_before;
+    let gib = (each * streams) as f64 / (1u64 << 30) as f64;
     Transfer {
-        mb_per_s: moved / elapsed / 1e6,
-        cpu_s_per_gib: cpu / (moved / (1u64 << 30) as f64),
+        mb_per_s: gib * (1u64 << 30) as f64 / elapsed / 1e6,
+        cpu_s_per_gib: cpu / gib,
+        sshd_cpu_s_per_gib: sshd_cpu / gib,
     }
+}
+
+/// CPU time of the sshd processes serving sessions; only one session moves data at a time.
+fn sshd_cpu_seconds(listener: u32) -> f64 {
+    procfs::descendants(listener)
+        .into_iter()
+        .map(|pid| {
+            // A process may end between listing and reading.
+            std::panic::catch_unwind(|| cpu_seconds(pid)).unwrap_or(0.0)
+        })
+        .sum()
 }
 
 async fn connect(port: u16) -> TcpStream {
