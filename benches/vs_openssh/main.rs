@@ -244,6 +244,7 @@ async fn transfers(
     let total = if streams == 1 { s.single } else { s.parallel };
     let (mut speed, mut cpu, mut server) =
         (Paired::default(), Paired::default(), Paired::default());
+    let mut cut = [0; 2];
     for i in 0..s.reps {
         let (l, o) = alternate(
             i,
@@ -269,13 +270,36 @@ async fn transfers(
             },
         )
         .await;
-        speed.push(l.mb_per_s, o.mb_per_s);
-        cpu.push(l.cpu_s_per_gib, o.cpu_s_per_gib);
-        server.push(l.sshd_cpu_s_per_gib, o.sshd_cpu_s_per_gib);
+        match (l, o) {
+            (Ok(l), Ok(o)) => {
+                speed.push(l.mb_per_s, o.mb_per_s);
+                cpu.push(l.cpu_s_per_gib, o.cpu_s_per_gib);
+                server.push(l.sshd_cpu_s_per_gib, o.sshd_cpu_s_per_gib);
+            }
+            (l, o) => {
+                for (n, result) in cut.iter_mut().zip([l.err(), o.err()]) {
+                    if let Some(e) = result {
+                        println!("  {name}: a stream was cut: {e}");
+                        *n += 1;
+                    }
+                }
+            }
+        }
     }
     report.paired(name, "MB/s", &speed, Better::Higher);
     report.paired(&format!("  CPU per GiB, {name}"), "s", &cpu, Better::Lower);
     report.info(&format!("  sshd CPU per GiB, {name}"), "s", &server);
+    if cut != [0, 0] {
+        let [l, o] = cut;
+        let reps = s.reps;
+        report.row(
+            &format!("  transfers cut, {name}"),
+            &format!("{l}/{reps}"),
+            &format!("{o}/{reps}"),
+            "-",
+            if l == 0 { "0 met" } else { "0 MISSED" },
+        );
+    }
 }
 
 async fn concurrent(

@@ -2,6 +2,7 @@
 //! download (from the source), timed from connect to the last byte confirmed, with the CPU
 //! time the forwarding process spent meanwhile.
 
+use std::io;
 use std::time::Instant;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -36,7 +37,8 @@ pub struct Transfer {
 }
 
 /// Moves `total` bytes in `streams` equal parts at once through `port`, while `pid` forwards
-/// to the sshd listening as `sshd_pid`.
+/// to the sshd listening as `sshd_pid`. An error if any stream was cut (lazytunnel resets a
+/// client that falls `connection_buffer` behind a download, see the README).
 pub async fn transfer(
     pid: u32,
     sshd_pid: u32,
@@ -44,7 +46,7 @@ pub async fn transfer(
     direction: Direction,
     total: u64,
     streams: u64,
-) -> Transfer {
+) -> io::Result<Transfer> {
     let each = total / streams;
     let cpu_before = cpu_seconds(pid);
     let sshd_before = sshd_cpu_seconds(sshd_pid);
@@ -58,18 +60,22 @@ pub async fn transfer(
             }
         });
     }
+    let mut outcome = Ok(());
     while let Some(done) = tasks.join_next().await {
-        done.expect("transfer task");
+        if let Err(e) = done.expect("transfer task") {
+            outcome = Err(e);
+        }
     }
+    outcome?;
     let elapsed = start.elapsed().as_secs_f64();
     let cpu = cpu_seconds(pid) - cpu_before;
     let sshd_cpu = sshd_cpu_seconds(sshd_pid) - sshd_before;
     let gib = (each * streams) as f64 / (1u64 << 30) as f64;
-    Transfer {
+    Ok(Transfer {
         mb_per_s: gib * (1u64 << 30) as f64 / elapsed / 1e6,
         cpu_s_per_gib: cpu / gib,
         sshd_cpu_s_per_gib: sshd_cpu / gib,
-    }
+    })
 }
 
 /// CPU time of the sshd processes serving sessions; only one session moves data at a time.
@@ -92,43 +98,39 @@ async fn connect(port: u16) -> TcpStream {
 }
 
 /// Sends `len` bytes, half-closes, and checks the sink's count of what arrived.
-async fn upload(port: u16, len: u64) {
+async fn upload(port: u16, len: u64) -> io::Result<()> {
     let mut stream = connect(port).await;
     let data = payload();
     let mut left = len;
     while left > 0 {
         let n = left.min(data.len() as u64) as usize;
-        stream.write_all(&data[..n]).await.expect("upload write");
+        stream.write_all(&data[..n]).await?;
         left -= n as u64;
     }
-    stream.shutdown().await.expect("upload half-close");
+    stream.shutdown().await?;
     let mut count = [0; 8];
-    stream
-        .read_exact(&mut count)
-        .await
-        .expect("the sink's byte count");
+    stream.read_exact(&mut count).await?;
     assert_eq!(
         u64::from_le_bytes(count),
         len,
         "the sink got a different count"
     );
+    Ok(())
 }
 
 /// Asks the source for `len` bytes and reads until its EOF, checking the count.
-async fn download(port: u16, len: u64) {
+async fn download(port: u16, len: u64) -> io::Result<()> {
     let mut stream = connect(port).await;
-    stream
-        .write_all(&len.to_le_bytes())
-        .await
-        .expect("download request");
+    stream.write_all(&len.to_le_bytes()).await?;
     let mut buf = vec![0; CHUNK];
     let mut got = 0u64;
     loop {
-        let n = stream.read(&mut buf).await.expect("download read");
+        let n = stream.read(&mut buf).await?;
         if n == 0 {
             break;
         }
         got += n as u64;
     }
     assert_eq!(got, len, "download ended early");
+    Ok(())
 }
