@@ -219,7 +219,7 @@ where
     FL: Future<Output = T>,
     FS: Future<Output = T>,
 {
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         let l = lazy().await;
         (l, ssh().await)
     } else {
