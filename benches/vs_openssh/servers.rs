@@ -15,7 +15,7 @@ use crate::common::deterministic_bytes;
 pub const CHUNK: usize = 256 * 1024;
 
 /// Incompressible bytes to send, the same on every run.
-pub fn payload() -> &'static [u8] {
+fn payload() -> &'static [u8] {
     static PAYLOAD: OnceLock<Vec<u8>> = OnceLock::new();
     PAYLOAD.get_or_init(|| deterministic_bytes(7, CHUNK))
 }
@@ -59,15 +59,7 @@ impl Server {
     /// Reads until EOF, then replies with the number of bytes read (u64, little-endian).
     pub async fn sink() -> Server {
         Server::start(|mut stream: TcpStream| async move {
-            let mut buf = vec![0; CHUNK];
-            let mut total = 0u64;
-            loop {
-                let n = stream.read(&mut buf).await?;
-                if n == 0 {
-                    break;
-                }
-                total += n as u64;
-            }
+            let total = count_until_eof(&mut stream).await?;
             stream.write_all(&total.to_le_bytes()).await?;
             stream.shutdown().await
         })
@@ -80,18 +72,36 @@ impl Server {
         Server::start(|mut stream: TcpStream| async move {
             let mut len = [0; 8];
             stream.read_exact(&mut len).await?;
-            let mut left = u64::from_le_bytes(len);
-            let data = payload();
-            while left > 0 {
-                let n = left.min(data.len() as u64) as usize;
-                stream.write_all(&data[..n]).await?;
-                left -= n as u64;
-            }
+            send_payload(&mut stream, u64::from_le_bytes(len)).await?;
             stream.shutdown().await?;
             let mut rest = [0; 64];
             while stream.read(&mut rest).await? > 0 {}
             Ok(())
         })
         .await
+    }
+}
+
+/// Writes `len` bytes of [`payload`].
+pub async fn send_payload(stream: &mut TcpStream, len: u64) -> std::io::Result<()> {
+    let data = payload();
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(data.len() as u64) as usize;
+        stream.write_all(&data[..n]).await?;
+        left -= n as u64;
+    }
+    Ok(())
+}
+
+/// Reads until EOF, keeping nothing; returns how many bytes came.
+pub async fn count_until_eof(stream: &mut TcpStream) -> std::io::Result<u64> {
+    let mut buf = vec![0; CHUNK];
+    let mut total = 0u64;
+    loop {
+        match stream.read(&mut buf).await? {
+            0 => return Ok(total),
+            n => total += n as u64,
+        }
     }
 }

@@ -11,7 +11,7 @@ use tokio::task::JoinSet;
 
 use crate::common::procfs;
 use crate::measure::cpu_seconds;
-use crate::servers::{CHUNK, payload};
+use crate::servers::{count_until_eof, send_payload};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Direction {
@@ -100,13 +100,7 @@ async fn connect(port: u16) -> TcpStream {
 /// Sends `len` bytes, half-closes, and checks the sink's count of what arrived.
 async fn upload(port: u16, len: u64) -> io::Result<()> {
     let mut stream = connect(port).await;
-    let data = payload();
-    let mut left = len;
-    while left > 0 {
-        let n = left.min(data.len() as u64) as usize;
-        stream.write_all(&data[..n]).await?;
-        left -= n as u64;
-    }
+    send_payload(&mut stream, len).await?;
     stream.shutdown().await?;
     let mut count = [0; 8];
     stream.read_exact(&mut count).await?;
@@ -122,15 +116,7 @@ async fn upload(port: u16, len: u64) -> io::Result<()> {
 async fn download(port: u16, len: u64) -> io::Result<()> {
     let mut stream = connect(port).await;
     stream.write_all(&len.to_le_bytes()).await?;
-    let mut buf = vec![0; CHUNK];
-    let mut got = 0u64;
-    loop {
-        let n = stream.read(&mut buf).await?;
-        if n == 0 {
-            break;
-        }
-        got += n as u64;
-    }
+    let got = count_until_eof(&mut stream).await?;
     assert_eq!(got, len, "download ended early");
     Ok(())
 }
