@@ -7,6 +7,7 @@
 //! - `LAZYTUNNEL_BENCH_QUICK=1`: smaller transfers and fewer repetitions (about a minute);
 //! - `LAZYTUNNEL_BENCH_ONLY=throughput,parallel,latency,cold,idle,many`: just those parts;
 //! - `LAZYTUNNEL_BENCH_CIPHERS=default` or `aes256-gcm`: just that cipher setting;
+//! - `LAZYTUNNEL_BENCH_CONFIG='connection_buffer = "32MiB"'`: extra lines for lazytunnel's config;
 //! - `LAZYTUNNEL_BENCH_MIB=N`, `LAZYTUNNEL_BENCH_REPS=N`: bytes per transfer, repetitions;
 //!
 //! Runs of the two tools alternate (lazytunnel first on even repetitions, OpenSSH first on odd
@@ -49,6 +50,8 @@ struct Settings {
     idle_forwards: usize,
     many: usize,
     only: Option<Vec<String>>,
+    /// Extra top-level lines for lazytunnel's config, e.g. `connection_buffer = "32MiB"`.
+    settings: String,
     /// Cipher settings to run: "default", "aes256-gcm" or both.
     ciphers: Option<String>,
 }
@@ -75,6 +78,7 @@ impl Settings {
             many: 1000,
             only,
             ciphers: std::env::var("LAZYTUNNEL_BENCH_CIPHERS").ok(),
+            settings: std::env::var("LAZYTUNNEL_BENCH_CONFIG").unwrap_or_default(),
         }
     }
 
@@ -140,7 +144,7 @@ async fn run(s: Settings) {
         if !wanted {
             continue;
         }
-        let lazy = Forwarder::lazytunnel(ssh_config, "", &targets).await;
+        let lazy = Forwarder::lazytunnel(ssh_config, &s.settings, &targets).await;
         let ssh = Forwarder::openssh(ssh_config, &targets).await;
         // Open lazytunnel's session before anything is timed.
         latency::connect_echo_ms(lazy.ports[echo_at]).await;
@@ -345,7 +349,7 @@ async fn concurrent(
 async fn cold(report: &mut Report, s: &Settings, ssh_config: &Path, echo: std::net::SocketAddr) {
     let mut first = Paired::default();
     for i in 0..s.colds {
-        let daemon = Forwarder::lazytunnel(ssh_config, "", &[echo]).await;
+        let daemon = Forwarder::lazytunnel(ssh_config, &s.settings, &[echo]).await;
         let port = daemon.ports[0];
         let (l, o) = alternate(
             i,
@@ -367,7 +371,7 @@ async fn cold(report: &mut Report, s: &Settings, ssh_config: &Path, echo: std::n
 /// holds its session open.
 async fn idle(report: &mut Report, s: &Settings, ssh_config: &Path, echo: std::net::SocketAddr) {
     let targets = vec![echo; s.idle_forwards];
-    let lazy = Forwarder::lazytunnel(ssh_config, "", &targets).await;
+    let lazy = Forwarder::lazytunnel(ssh_config, &s.settings, &targets).await;
     let ssh = Forwarder::openssh(ssh_config, &targets).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let (l0, o0) = (cpu_seconds(lazy.pid()), cpu_seconds(ssh.pid()));
