@@ -4,11 +4,11 @@
 //!
 //! Run: `cargo bench --bench vs_openssh` (needs OpenSSH's `sshd` and `ssh`, as the tests do:
 //! `scripts/test` installs them). Environment:
-//! - `LAZYTUNNEL_BENCH_QUICK=1`: smaller transfers and fewer repetitions (about a minute);
+//! - `LAZYTUNNEL_BENCH_QUICK=1`: smaller transfers and fewer repetitions (about 20 s);
 //! - `LAZYTUNNEL_BENCH_ONLY=throughput,parallel,latency,cold,idle,many`: just those parts;
 //! - `LAZYTUNNEL_BENCH_CIPHERS=default` or `aes256-gcm`: just that cipher setting;
 //! - `LAZYTUNNEL_BENCH_CONFIG='connection_buffer = "32MiB"'`: extra lines for lazytunnel's config;
-//! - `LAZYTUNNEL_BENCH_MIB=N`, `LAZYTUNNEL_BENCH_REPS=N`: bytes per transfer, repetitions;
+//! - `LAZYTUNNEL_BENCH_MIB=N`, `LAZYTUNNEL_BENCH_REPS=N`: bytes per transfer, repetitions.
 //!
 //! Runs of the two tools alternate (lazytunnel first on even repetitions, OpenSSH first on odd
 //! ones); each figure is printed as the median of each tool and the median of the
@@ -17,9 +17,11 @@
 #[path = "../../tests/common/mod.rs"]
 mod common;
 mod latency;
+mod machine;
 mod many;
 mod measure;
 mod servers;
+mod settings;
 mod throughput;
 mod tools;
 
@@ -28,66 +30,12 @@ use std::time::Duration;
 
 use common::sshd_files::SSH_CONFIG_TEMPLATE;
 use common::{DataServer, TestSshd};
+use machine::{describe_machine, loadavg, print_ciphers};
 use measure::{Better, Paired, Report, cpu_seconds, rss_mib};
 use servers::Server;
+use settings::{Settings, raise_fd_limit};
 use throughput::Direction;
 use tools::Forwarder;
-
-const MIB: u64 = 1 << 20;
-
-struct Settings {
-    quick: bool,
-    /// Bytes per single-stream transfer.
-    single: u64,
-    /// Bytes per parallel transfer, over all streams.
-    parallel: u64,
-    streams: u64,
-    /// Repetitions of each transfer per tool.
-    reps: usize,
-    echoes: usize,
-    colds: usize,
-    idle: Duration,
-    idle_forwards: usize,
-    many: usize,
-    only: Option<Vec<String>>,
-    /// Extra top-level lines for lazytunnel's config, e.g. `connection_buffer = "32MiB"`.
-    settings: String,
-    /// Cipher settings to run: "default", "aes256-gcm" or both.
-    ciphers: Option<String>,
-}
-
-impl Settings {
-    fn from_env() -> Settings {
-        let quick =
-            std::env::var("LAZYTUNNEL_BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
-        let only = std::env::var("LAZYTUNNEL_BENCH_ONLY")
-            .ok()
-            .map(|v| v.split(',').map(|s| s.trim().to_string()).collect());
-        let number = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
-        let mib = number("LAZYTUNNEL_BENCH_MIB").map(|m| m * MIB);
-        Settings {
-            quick,
-            single: mib.unwrap_or(if quick { 128 * MIB } else { 1024 * MIB }),
-            parallel: mib.unwrap_or(if quick { 128 * MIB } else { 1024 * MIB }),
-            streams: 8,
-            reps: number("LAZYTUNNEL_BENCH_REPS").map_or(if quick { 3 } else { 5 }, |n| n as usize),
-            echoes: if quick { 100 } else { 500 },
-            colds: if quick { 3 } else { 7 },
-            idle: Duration::from_secs(if quick { 3 } else { 10 }),
-            idle_forwards: 10,
-            many: 1000,
-            only,
-            ciphers: std::env::var("LAZYTUNNEL_BENCH_CIPHERS").ok(),
-            settings: std::env::var("LAZYTUNNEL_BENCH_CONFIG").unwrap_or_default(),
-        }
-    }
-
-    fn wants(&self, part: &str) -> bool {
-        self.only
-            .as_ref()
-            .is_none_or(|parts| parts.iter().any(|p| p == part))
-    }
-}
 
 fn main() {
     raise_fd_limit();
@@ -97,22 +45,6 @@ fn main() {
         .build()
         .expect("tokio runtime");
     runtime.block_on(run(settings));
-}
-
-/// 1000 connections need ~2000 descriptors here and in the forwarders, which inherit it.
-fn raise_fd_limit() {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: plain system calls on a local struct.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
-        {
-            limit.rlim_cur = limit.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
-        }
-    }
 }
 
 async fn run(s: Settings) {
@@ -127,6 +59,10 @@ async fn run(s: Settings) {
     let echo = DataServer::echo().await;
     let targets = [sink.addr, source.addr, echo.addr()];
     let (sink_at, source_at, echo_at) = (0, 1, 2);
+    let target_of = |direction| match direction {
+        Direction::Upload => sink_at,
+        Direction::Download => source_at,
+    };
     let mut report = Report::default();
     println!();
 
@@ -144,7 +80,7 @@ async fn run(s: Settings) {
         if !wanted {
             continue;
         }
-        let lazy = Forwarder::lazytunnel(ssh_config, &s.settings, &targets).await;
+        let lazy = Forwarder::lazytunnel(ssh_config, &s.lazytunnel_config, &targets).await;
         let ssh = Forwarder::openssh(ssh_config, &targets).await;
         // Open lazytunnel's session before anything is timed.
         latency::connect_echo_ms(lazy.ports[echo_at]).await;
@@ -157,22 +93,14 @@ async fn run(s: Settings) {
 
         if s.wants("throughput") {
             for direction in [Direction::Upload, Direction::Download] {
-                let at = if direction == Direction::Upload {
-                    sink_at
-                } else {
-                    source_at
-                };
+                let at = target_of(direction);
                 let name = format!("1 stream {}, {label}", direction.name());
                 transfers(&mut report, &s, &name, pair, at, direction, 1).await;
             }
         }
         if default && s.wants("parallel") {
             for direction in [Direction::Upload, Direction::Download] {
-                let at = if direction == Direction::Upload {
-                    sink_at
-                } else {
-                    source_at
-                };
+                let at = target_of(direction);
                 let name = format!("{} streams {}, {label}", s.streams, direction.name());
                 transfers(&mut report, &s, &name, pair, at, direction, s.streams).await;
             }
@@ -349,7 +277,7 @@ async fn concurrent(
 async fn cold(report: &mut Report, s: &Settings, ssh_config: &Path, echo: std::net::SocketAddr) {
     let mut first = Paired::default();
     for i in 0..s.colds {
-        let daemon = Forwarder::lazytunnel(ssh_config, &s.settings, &[echo]).await;
+        let daemon = Forwarder::lazytunnel(ssh_config, &s.lazytunnel_config, &[echo]).await;
         let port = daemon.ports[0];
         let (l, o) = alternate(
             i,
@@ -371,7 +299,7 @@ async fn cold(report: &mut Report, s: &Settings, ssh_config: &Path, echo: std::n
 /// holds its session open.
 async fn idle(report: &mut Report, s: &Settings, ssh_config: &Path, echo: std::net::SocketAddr) {
     let targets = vec![echo; s.idle_forwards];
-    let lazy = Forwarder::lazytunnel(ssh_config, &s.settings, &targets).await;
+    let lazy = Forwarder::lazytunnel(ssh_config, &s.lazytunnel_config, &targets).await;
     let ssh = Forwarder::openssh(ssh_config, &targets).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let (l0, o0) = (cpu_seconds(lazy.pid()), cpu_seconds(ssh.pid()));
@@ -397,66 +325,4 @@ async fn idle(report: &mut Report, s: &Settings, ssh_config: &Path, echo: std::n
         &format!("{:.2}x", l_rss / o_rss),
         &format!("<= 8 MiB {}", if l_rss <= 8.0 { "met" } else { "MISSED" }),
     );
-}
-
-fn describe_machine(s: &Settings) {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("model name")?
-                .split_once(':')
-                .map(|(_, m)| m.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let aes = cpuinfo.split_whitespace().any(|flag| flag == "aes");
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let openssh = std::process::Command::new("ssh")
-        .arg("-V")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stderr).trim().to_string())
-        .unwrap_or_default();
-    println!(
-        "lazytunnel vs OpenSSH ssh -N -L{}",
-        if s.quick { " (quick mode)" } else { "" }
-    );
-    println!(
-        "machine: {model}, {cores} cores, AES instructions: {aes}, Linux {}",
-        kernel.trim()
-    );
-    println!("OpenSSH: {openssh}");
-    println!("load average at the start: {}", loadavg());
-    println!(
-        "sizes: {} MiB single-stream, {} MiB over {} streams, {} repetitions per tool",
-        s.single / MIB,
-        s.parallel / MIB,
-        s.streams,
-        s.reps
-    );
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
-}
-
-/// The ciphers sshd negotiated, from its DEBUG1 log, so a reader can check what was compared.
-fn print_ciphers(log: &str) {
-    let mut seen: Vec<(String, usize)> = Vec::new();
-    for line in log
-        .lines()
-        .filter(|l| l.contains("kex: client->server cipher:"))
-    {
-        let cipher = line.split("cipher: ").nth(1).unwrap_or("").to_string();
-        match seen.iter_mut().find(|(c, _)| *c == cipher) {
-            Some((_, n)) => *n += 1,
-            None => seen.push((cipher, 1)),
-        }
-    }
-    println!("\nciphers sshd negotiated (client->server), sessions:");
-    for (cipher, n) in seen {
-        println!("  {n:>4} × {cipher}");
-    }
 }
