@@ -29,27 +29,43 @@ fn read_banner_through(netns: &NetNs, port: u16) {
     assert_eq!(&banner, b"SSH-2.0-");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn losing_the_sessions_local_address_ends_it_within_a_second_and_the_next_client_gets_a_new_one()
- {
-    let Some(netns) = NetNs::create() else { return };
-    netns.add_address(CIDR);
-    let ip: IpAddr = "10.77.1.1".parse().expect("address");
-    let sshd = TestSshd::builder()
+/// sshd listening on [`CIDR`]'s address inside `netns`.
+fn sshd_in(netns: &NetNs) -> TestSshd {
+    let ip: IpAddr = CIDR
+        .split('/')
+        .next()
+        .and_then(|a| a.parse().ok())
+        .expect("address");
+    TestSshd::builder()
         .netns(netns.handle())
         .listen_address(ip)
-        .start();
-    let port = free_port();
-    // Keepalives every 15 s x 3: they would need a minute to notice.
+        .start()
+}
+
+/// A daemon inside `netns` with `settings` and one forward on `port` to sshd's own port (its
+/// banner proves the forward end to end), once it listens.
+async fn daemon_in(netns: &NetNs, sshd: &TestSshd, settings: &str, port: u16) -> TestDaemon {
     let daemon = TestDaemon::builder()
         .netns(netns.handle())
         .config_text(format!(
-            "ssh_config = \"{config}\"\n[[forward]]\nlisten = \"127.0.0.1:{port}\"\nhost = \"test\"\ntarget = \"{target}\"\n",
+            "ssh_config = \"{config}\"\n{settings}\n[[forward]]\nlisten = \"127.0.0.1:{port}\"\nhost = \"test\"\ntarget = \"{target}\"\n",
             config = path_str(&sshd.ssh_config_path()),
             target = sshd.addr(),
         ))
         .start();
     daemon.wait_for_log("listening", TIMEOUT).await;
+    daemon
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_the_sessions_local_address_ends_it_within_a_second_and_the_next_client_gets_a_new_one()
+ {
+    let Some(netns) = NetNs::create() else { return };
+    netns.add_address(CIDR);
+    let sshd = sshd_in(&netns);
+    let port = free_port();
+    // Keepalives every 15 s x 3: they would need a minute to notice.
+    let daemon = daemon_in(&netns, &sshd, "", port).await;
     read_banner_through(&netns, port);
     let up = daemon.wait_for_log("session up", TIMEOUT).await;
     assert!(up.contains("local=10.77.1.1:"), "{up}");
@@ -75,23 +91,17 @@ async fn losing_the_sessions_local_address_ends_it_within_a_second_and_the_next_
 async fn a_network_change_lifts_the_backoff_of_a_host_that_was_unreachable() {
     let Some(netns) = NetNs::create() else { return };
     netns.add_address(CIDR);
-    let ip: IpAddr = "10.77.1.1".parse().expect("address");
-    let sshd = TestSshd::builder()
-        .netns(netns.handle())
-        .listen_address(ip)
-        .start();
+    let sshd = sshd_in(&netns);
     // Offline: sshd's socket stays bound, but nothing routes to its address.
     netns.del_address(CIDR);
     let port = free_port();
-    let daemon = TestDaemon::builder()
-        .netns(netns.handle())
-        .config_text(format!(
-            "ssh_config = \"{config}\"\nbackoff_min = \"1h\"\nbackoff_max = \"1h\"\n[[forward]]\nlisten = \"127.0.0.1:{port}\"\nhost = \"test\"\ntarget = \"{target}\"\n",
-            config = path_str(&sshd.ssh_config_path()),
-            target = sshd.addr(),
-        ))
-        .start();
-    daemon.wait_for_log("listening", TIMEOUT).await;
+    let daemon = daemon_in(
+        &netns,
+        &sshd,
+        "backoff_min = \"1h\"\nbackoff_max = \"1h\"",
+        port,
+    )
+    .await;
     // Reset, either once connected or (when the reset wins the race) while connecting.
     let offline = netns
         .spawn_thread(move || -> std::io::Result<usize> {
