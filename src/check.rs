@@ -114,6 +114,10 @@ pub fn render(config: &Config, hosts: &[HostConfig]) -> String {
             host.keepalive_max,
             humantime::format_duration(host.idle_timeout),
         );
+        let _ = match host.window_size {
+            Some(bytes) => writeln!(out, "  window: {bytes} bytes"),
+            None => writeln!(out, "  window: auto (from the round trip)"),
+        };
     }
     let _ = writeln!(out, "\nforwards");
     for forward in &config.forwards {

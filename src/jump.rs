@@ -11,6 +11,7 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use russh::Channel;
 use russh::client::Msg;
@@ -31,8 +32,9 @@ pub fn hop_target(host: &HostConfig) -> Target {
     }
 }
 
-/// A channel on the jump session, what keeps it counted, and the jump session's TCP addresses.
-pub type Hop = (Channel<Msg>, Carrier, SocketAddr, SocketAddr);
+/// A channel on the jump session, what keeps it counted, the jump session's TCP addresses, and
+/// how long the channel took to open: the round trip to the host through its jump host.
+pub type Hop = (Channel<Msg>, Carrier, SocketAddr, SocketAddr, Duration);
 
 /// Opens `host`'s session over `hop`, the outcome of opening a channel to [`hop_target`] on
 /// its jump host's session.
@@ -40,7 +42,7 @@ pub async fn connect_over(
     host: Arc<HostConfig>,
     hop: Result<Hop, OpenError>,
 ) -> Result<(Connection, Option<Carrier>), ConnectError> {
-    let (channel, carrier, local_addr, remote_addr) = hop.map_err(|error| {
+    let (channel, carrier, local_addr, remote_addr, rtt) = hop.map_err(|error| {
         let permanent = match &error {
             OpenError::Connect { error, .. } => error.is_permanent(),
             _ => false,
@@ -55,6 +57,7 @@ pub async fn connect_over(
             permanent,
         }
     })?;
-    let conn = client::connect_over(host, channel.into_stream(), local_addr, remote_addr).await?;
+    let conn =
+        client::connect_over(host, channel.into_stream(), local_addr, remote_addr, rtt).await?;
     Ok((conn, Some(carrier)))
 }

@@ -147,6 +147,8 @@ pub struct HostConfig {
     pub keepalive_interval: Duration,
     pub keepalive_max: u32,
     pub idle_timeout: Duration,
+    /// The receive window configured for this host; `None` chooses it from the round trip.
+    pub window_size: Option<u32>,
     /// CertificateFile, in order; each is offered with the matching identity's key.
     pub certificate_files: Vec<PathBuf>,
     pub algorithms: Algorithms,

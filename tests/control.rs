@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use common::{DataServer, TIMEOUT, TestSshd, path_str, run_cli, write_file};
 use control_support::{
-    assert_success, control_socket, entry, raw_request, status_json, stderr, stdout,
+    assert_success, assert_window_follows, control_socket, entry, raw_request, status_json, stderr,
+    stdout,
 };
 use forwarding_support::{Forward, PROMPTLY, config_text, echo_once, start_daemon};
 
@@ -39,6 +40,8 @@ async fn status_reports_the_live_session_its_channels_and_bytes_per_host_and_for
     assert!(local.ip().is_loopback(), "{host}");
     assert_eq!(host["reconnects"], 0);
     assert_eq!(host["failures"], 0);
+    let rtt = Duration::from_micros(host["path_rtt_us"].as_u64().expect("a round trip"));
+    assert_window_follows(host["window"].as_u64().expect("a window"), rtt);
     assert_eq!(host["bytes_up"], 1024);
     assert_eq!(host["bytes_down"], 1024);
     assert!(
@@ -80,6 +83,28 @@ async fn status_reports_the_live_session_its_channels_and_bytes_per_host_and_for
     );
     assert!(table.lines().any(|l| l.starts_with("HOST ")), "{table}");
     assert!(table.lines().any(|l| l.starts_with("busy ")), "{table}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configured_window_is_what_the_session_grants_and_a_host_table_wins() {
+    let sshd = TestSshd::start();
+    let echo = DataServer::echo().await;
+    let forward = Forward::new("echo", echo.addr());
+    for (settings, window) in [
+        ("window_size = \"1MiB\"", 1 << 20),
+        (
+            "window_size = \"1MiB\"\n[host.test]\nwindow_size = \"24MiB\"",
+            24 << 20,
+        ),
+    ] {
+        let daemon = start_daemon(&sshd, settings, &[&forward]).await;
+        echo_once(&mut forward.connect().await, b"x").await;
+        let status = status_json(&daemon);
+        let host = entry(&status["hosts"], "host", "test");
+        assert_eq!(host["window"], window, "{settings}");
+        let line = daemon.wait_for_log("session up", TIMEOUT).await;
+        assert!(line.contains(&format!("window={window}")), "{line}");
+    }
 }
 
 #[test]

@@ -6,12 +6,14 @@
 //! mistaken for a dead one, and a server that restarts serves the client held across it.
 
 mod common;
+mod control_support;
 mod forwarding_support;
 
 use std::time::Duration;
 
 use common::proxy::FaultProxy;
 use common::{DataServer, TIMEOUT, TestSshd, write_file};
+use control_support::{assert_window_follows, entry, status_json};
 use forwarding_support::{Forward, assert_reset, drain, echo_once, start_daemon_with};
 use tokio::time::Instant;
 
@@ -192,22 +194,68 @@ async fn a_client_held_across_an_sshd_restart_is_served_when_it_is_back() {
     assert_eq!(s.daemon.log_file().count("connection refused"), 0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_jump_hosts_death_ends_the_sessions_it_carries_at_once() {
-    let sshd = TestSshd::start();
-    let proxy = FaultProxy::start(sshd.addr()).await;
-    let echo = DataServer::echo().await;
-    // `jump` goes through the proxy; `test` is reached over a channel of `jump`'s session.
-    let jump = std::fs::read_to_string(ssh_config_via(&sshd, &proxy))
+/// An ssh_config where `jump` reaches the sshd through `proxy`, and `test` is reached over a
+/// channel of `jump`'s session (ProxyJump).
+fn ssh_config_jump_via(sshd: &TestSshd, proxy: &FaultProxy) -> std::path::PathBuf {
+    let jump = std::fs::read_to_string(ssh_config_via(sshd, proxy))
         .expect("read the proxied ssh_config")
         .replace("Host test", "Host jump");
     let carried = std::fs::read_to_string(sshd.ssh_config_path()).expect("read the ssh_config")
         + "    ProxyJump jump\n";
     let ssh_config = sshd.dir().join("ssh_config.jump_via_proxy");
     write_file(&ssh_config, &format!("{carried}{jump}"));
+    ssh_config
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_behind_a_slow_jump_link_gets_a_window_for_its_round_trip() {
+    let sshd = TestSshd::start();
+    let proxy = FaultProxy::start(sshd.addr()).await;
+    let echo = DataServer::echo().await;
+    // 50 ms each way between the daemon and the jump host: the channel to `test` takes a
+    // 100 ms round trip to open, which is `test`'s path. (`jump`'s own TCP connect ends at the
+    // proxy, so it sees loopback's round trip: a proxy hides the path from a TCP connect.)
+    proxy.set_delay(Duration::from_millis(50));
+    let through_jump = Forward::via("test", "carried", echo.addr());
+    let daemon = start_daemon_with(&ssh_config_jump_via(&sshd, &proxy), "", &[&through_jump]).await;
+    let mut client = through_jump.connect().await;
+    echo_once(&mut client, b"over a long path").await;
+
+    let status = status_json(&daemon);
+    let window_and_rtt = |host: &str| {
+        let entry = entry(&status["hosts"], "host", host);
+        let rtt = Duration::from_micros(entry["path_rtt_us"].as_u64().expect("up: a round trip"));
+        (entry["window"].as_u64().expect("up: a window"), rtt)
+    };
+    let (window, rtt) = window_and_rtt("test");
+    assert!(rtt >= Duration::from_millis(100), "{rtt:?}");
+    assert_window_follows(window, rtt);
+    assert!(
+        window >= 12_500_000,
+        "1 Gbit/s over 100 ms needs 12.5 MB, got {window}"
+    );
+    let (jump_window, jump_rtt) = window_and_rtt("jump");
+    assert!(jump_rtt < Duration::from_millis(16), "{jump_rtt:?}");
+    assert_eq!(
+        jump_window,
+        2 << 20,
+        "the jump host's window: OpenSSH's 2 MiB"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jump_hosts_death_ends_the_sessions_it_carries_at_once() {
+    let sshd = TestSshd::start();
+    let proxy = FaultProxy::start(sshd.addr()).await;
+    let echo = DataServer::echo().await;
     let through_jump = Forward::via("test", "carried", echo.addr());
     let on_jump = Forward::via("jump", "direct", echo.addr());
-    let daemon = start_daemon_with(&ssh_config, "", &[&through_jump, &on_jump]).await;
+    let daemon = start_daemon_with(
+        &ssh_config_jump_via(&sshd, &proxy),
+        "",
+        &[&through_jump, &on_jump],
+    )
+    .await;
     let mut carried_client = through_jump.connect().await;
     echo_once(&mut carried_client, b"through the jump host").await;
 

@@ -17,8 +17,8 @@ use super::error::Position;
 use super::paths::{expand_tilde_with, resolve};
 use super::{
     Clash, Config, ConfigError, DEFAULT_SSH_CONFIG, Defaults, Forward, HostOverride, HostSpec,
-    Limits, StrictHostKeyChecking, Target, check_name, check_timer, derived_name, find_clash,
-    is_loopback, parse_duration, parse_size,
+    Limits, StrictHostKeyChecking, Target, WindowSize, check_name, check_timer, derived_name,
+    find_clash, is_loopback, parse_duration, parse_size,
 };
 
 #[derive(Deserialize)]
@@ -30,6 +30,7 @@ struct RawConfig {
     connect_timeout: Option<Spanned<String>>,
     keepalive_interval: Option<Spanned<String>>,
     keepalive_max: Option<Spanned<i64>>,
+    window_size: Option<Spanned<String>>,
     max_connections: Option<Spanned<i64>>,
     connection_buffer: Option<Spanned<String>>,
     stall_timeout: Option<Spanned<String>>,
@@ -56,6 +57,7 @@ struct RawHost {
     connect_timeout: Option<Spanned<String>>,
     keepalive_interval: Option<Spanned<String>>,
     keepalive_max: Option<Spanned<i64>>,
+    window_size: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -122,6 +124,7 @@ pub(super) fn parse(
         connect_timeout: cx.duration("connect_timeout", &raw.connect_timeout)?,
         keepalive_interval: cx.duration("keepalive_interval", &raw.keepalive_interval)?,
         keepalive_max: cx.count("keepalive_max", &raw.keepalive_max)?,
+        window_size: cx.window_size("window_size", &raw.window_size)?,
     };
     let limits = cx.limits(&raw)?;
     let exit_when_idle = cx.duration("exit_when_idle", &raw.exit_when_idle)?;
@@ -318,7 +321,21 @@ impl Cx<'_> {
             keepalive_interval: self
                 .duration(&key("keepalive_interval"), &raw.keepalive_interval)?,
             keepalive_max: self.count(&key("keepalive_max"), &raw.keepalive_max)?,
+            window_size: self.window_size(&key("window_size"), &raw.window_size)?,
         })
+    }
+
+    fn window_size(
+        &self,
+        key: &str,
+        value: &Option<Spanned<String>>,
+    ) -> Result<Option<WindowSize>, ConfigError> {
+        let Some(value) = value else { return Ok(None) };
+        value
+            .get_ref()
+            .parse()
+            .map(Some)
+            .map_err(|problem| self.bad(key, value, problem))
     }
 
     fn forward(&self, raw: &RawForward) -> Result<Placed, ConfigError> {

@@ -70,6 +70,31 @@ pub struct Defaults {
     pub keepalive_interval: Option<Duration>,
     /// Unanswered keepalives after which the session is considered dead.
     pub keepalive_max: Option<u32>,
+    pub window_size: Option<WindowSize>,
+}
+
+/// The per-channel receive window a session grants the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowSize {
+    /// Chosen from the round trip measured when the session opens ([`crate::client::window_for`]).
+    Auto,
+    /// Bytes, as configured.
+    Fixed(u32),
+}
+
+impl FromStr for WindowSize {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.trim() == "auto" {
+            return Ok(WindowSize::Auto);
+        }
+        let n = parse_size(s).map_err(|problem| format!("{problem}, or \"auto\""))?;
+        match u32::try_from(n) {
+            Ok(n) if (64 << 10..=1 << 30).contains(&n) => Ok(WindowSize::Fixed(n)),
+            _ => Err("must be between 64KiB and 1GiB, or \"auto\"".into()),
+        }
+    }
 }
 
 impl Defaults {
@@ -140,6 +165,7 @@ pub struct HostOverride {
     pub connect_timeout: Option<Duration>,
     pub keepalive_interval: Option<Duration>,
     pub keepalive_max: Option<u32>,
+    pub window_size: Option<WindowSize>,
 }
 
 /// OpenSSH's `StrictHostKeyChecking`; `off` is accepted as a synonym of `no`, as in OpenSSH.

@@ -87,6 +87,12 @@ pub struct Host {
     pub reconnects: u64,
     /// `up`: channels open on the session, else 0.
     pub channels: usize,
+    /// `up`: the receive window each channel grants the server (bytes), and the round trip
+    /// measured when the session opened, that an automatic window was chosen from; else null.
+    #[serde(default)]
+    pub window: Option<u32>,
+    #[serde(default)]
+    pub path_rtt_us: Option<u64>,
     /// Since the daemon started, over every session of the host: up is client → server.
     pub bytes_up: u64,
     pub bytes_down: u64,
@@ -131,6 +137,8 @@ impl From<HostStatus> for Host {
             failures: status.failures,
             reconnects: status.reconnects,
             channels: 0,
+            window: None,
+            path_rtt_us: None,
             bytes_up: up,
             bytes_down: down,
         };
@@ -141,10 +149,14 @@ impl From<HostStatus> for Host {
                 local,
                 remote,
                 channels,
+                window,
+                path_rtt,
             } => {
                 host.local_addr = Some(local.to_string());
                 host.remote_addr = Some(remote.to_string());
                 host.channels = channels;
+                host.window = Some(window);
+                host.path_rtt_us = Some(u64::try_from(path_rtt.as_micros()).unwrap_or(u64::MAX));
                 "up".into()
             }
             HostState::Backoff {

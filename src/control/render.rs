@@ -9,7 +9,7 @@ use super::protocol::Status;
 pub fn render(status: &Status) -> String {
     let mut out = String::new();
     let mut hosts = Table::new(&[
-        "HOST", "STATE", "SINCE", "REMOTE", "LOCAL", "RECONN", "CHAN", "UP", "DOWN",
+        "HOST", "STATE", "SINCE", "REMOTE", "LOCAL", "RECONN", "CHAN", "WINDOW", "UP", "DOWN",
     ]);
     for host in &status.hosts {
         hosts.row(vec![
@@ -20,6 +20,8 @@ pub fn render(status: &Status) -> String {
             host.local_addr.clone().unwrap_or_else(|| "-".into()),
             host.reconnects.to_string(),
             host.channels.to_string(),
+            host.window
+                .map_or_else(|| "-".into(), |w| bytes(u64::from(w))),
             bytes(host.bytes_up),
             bytes(host.bytes_down),
         ]);
@@ -157,6 +159,8 @@ mod tests {
                 failures: 1,
                 reconnects: 0,
                 channels: 0,
+                window: None,
+                path_rtt_us: None,
                 bytes_up: 0,
                 bytes_down: 2048,
             }],

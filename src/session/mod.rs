@@ -107,6 +107,8 @@ type Connecting<'a> =
 /// A channel on a session, counted as open until dropped.
 pub struct Lease {
     pub channel: Channel<Msg>,
+    /// How long the server took to confirm the channel: a round trip to the target through it.
+    pub opened_in: std::time::Duration,
     pub session: Arc<LiveSession>,
     /// The host's byte counters, which the connection adds to.
     pub traffic: Arc<Traffic>,

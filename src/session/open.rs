@@ -44,6 +44,7 @@ impl Shared {
         };
         for _ in 0..SESSIONS_PER_CONNECTION {
             let (session, count) = self.lease_session(slot).await?;
+            let started = Instant::now();
             let opening = session.conn.handle.channel_open_direct_tcpip(
                 target.host.clone(),
                 u32::from(target.port),
@@ -54,6 +55,7 @@ impl Shared {
                 Some(Ok(channel)) => {
                     return Ok(Lease {
                         channel,
+                        opened_in: started.elapsed(),
                         session,
                         traffic: slot.traffic.clone(),
                         _count: count,
@@ -185,6 +187,7 @@ impl Shared {
                         Carrier::new(lease.session, lease._count),
                         local,
                         remote,
+                        lease.opened_in,
                     )
                 });
                 jump::connect_over(config, lease).await

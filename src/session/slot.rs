@@ -139,7 +139,14 @@ impl HostSlot {
         };
         match outcome {
             Ok((conn, carrier)) => {
-                info!(%host, local = %conn.local_addr, remote = %conn.remote_addr, "session up");
+                info!(
+                    %host,
+                    local = %conn.local_addr,
+                    remote = %conn.remote_addr,
+                    rtt = ?conn.path_rtt,
+                    window = conn.window,
+                    "session up"
+                );
                 let session = Arc::new(LiveSession::new(conn, carrier, generation));
                 self.state.send_modify(|s| {
                     s.enter(Phase::Up(session.clone()));

@@ -2,7 +2,7 @@
 //! nothing.
 
 use std::net::SocketAddr;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
@@ -20,6 +20,9 @@ pub enum HostState {
         local: SocketAddr,
         remote: SocketAddr,
         channels: usize,
+        /// The receive window granted per channel, and the round trip measured at opening.
+        window: u32,
+        path_rtt: Duration,
     },
     /// The last attempt failed; `next_attempt` is the earliest time of the next one. A
     /// permanent failure needs the user's action first (a host key, a login).
@@ -61,6 +64,8 @@ impl SessionManager {
                         local: session.local_addr(),
                         remote: session.remote_addr(),
                         channels: *session.channels.borrow(),
+                        window: session.conn.window,
+                        path_rtt: session.conn.path_rtt,
                     },
                     Phase::Backoff { until, error } => HostState::Backoff {
                         next_attempt: SystemTime::now()

@@ -10,7 +10,7 @@ use super::openssh::{default_identity_files, local_user_name};
 use super::options::{Found, Options};
 use super::tokens::{self, Tokens};
 use super::{HostConfig, IdentityAgent, SshConfigError, SshConfigFile, StrictHostKeyChecking};
-use crate::config::{Config, HostSpec};
+use crate::config::{Config, HostSpec, WindowSize};
 
 /// More hops than anyone chains on purpose: beyond this it is a loop.
 const MAX_JUMP_DEPTH: usize = 16;
@@ -221,6 +221,10 @@ impl SshConfigFile {
         let idle_timeout = over
             .idle_timeout
             .unwrap_or_else(|| config.defaults.effective_idle_timeout());
+        let window_size = match over.window_size.or(config.defaults.window_size) {
+            Some(WindowSize::Fixed(bytes)) => Some(bytes),
+            Some(WindowSize::Auto) | None => None,
+        };
 
         let mut algorithms = Algorithms::default();
         for (key, kind, slot) in [
@@ -294,6 +298,7 @@ impl SshConfigFile {
             keepalive_interval,
             keepalive_max,
             idle_timeout,
+            window_size,
             certificate_files,
             algorithms,
             jump,

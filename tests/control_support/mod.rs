@@ -59,3 +59,17 @@ pub fn assert_success(output: &Output, what: &str) {
         stderr(output)
     );
 }
+
+/// Asserts that `window` is the one chosen for a round trip that status reports as `rtt`, which
+/// it has rounded down to whole microseconds.
+#[track_caller]
+pub fn assert_window_follows(window: u64, rtt: std::time::Duration) {
+    let at_least = u64::from(lazytunnel::client::window_for(rtt));
+    let at_most = u64::from(lazytunnel::client::window_for(
+        rtt + std::time::Duration::from_micros(1),
+    ));
+    assert!(
+        (at_least..=at_most).contains(&window),
+        "window {window} is not the one chosen for a round trip of {rtt:?}"
+    );
+}

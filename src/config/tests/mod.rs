@@ -64,6 +64,7 @@ fn example_file_parses_to_what_its_comments_say() {
             connect_timeout: Some(Duration::from_secs(10)),
             keepalive_interval: Some(Duration::from_secs(15)),
             keepalive_max: Some(3),
+            window_size: Some(WindowSize::Auto),
         }
     );
     assert_eq!(
@@ -91,6 +92,7 @@ fn example_file_parses_to_what_its_comments_say() {
         connect_timeout: Some(Duration::from_secs(20)),
         keepalive_interval: Some(Duration::from_secs(30)),
         keepalive_max: Some(4),
+        window_size: Some(WindowSize::Fixed(8 << 20)),
     };
     assert_eq!(config.hosts.len(), 1);
     assert_eq!(config.hosts.get("srv11"), Some(&srv11));
@@ -169,6 +171,9 @@ fn limits_take_sizes_with_units_and_backoff_max_follows_a_larger_min() {
     assert_eq!(config.limits.backoff_min, Duration::from_secs(120));
     assert_eq!(config.limits.backoff_max, Duration::from_secs(120));
     assert_eq!(parse_size("1048576"), Ok(1 << 20));
+    assert_eq!("auto".parse(), Ok(WindowSize::Auto));
+    assert_eq!("64KiB".parse(), Ok(WindowSize::Fixed(64 << 10)));
+    assert_eq!("1GiB".parse(), Ok(WindowSize::Fixed(1 << 30)));
     assert_eq!(parse_size("1GiB"), Ok(1 << 30));
 }
 

@@ -98,6 +98,15 @@ fn bad_limits_are_refused_with_key_and_value() {
         ("connection_buffer = \"1KiB\"", "between 64KiB and 1GiB"),
         ("connection_buffer = \"2GiB\"", "between 64KiB and 1GiB"),
         ("max_connections = 0", "between 1 and 1000000"),
+        (
+            "window_size = \"32KiB\"",
+            "between 64KiB and 1GiB, or \"auto\"",
+        ),
+        (
+            "window_size = \"4GiB\"",
+            "between 64KiB and 1GiB, or \"auto\"",
+        ),
+        ("window_size = \"big\"", "whole number of bytes"),
         ("stall_timeout = \"0s\"", "at least 1s"),
         (
             "backoff_min = \"5s\"\nbackoff_max = \"2s\"",
@@ -145,6 +154,13 @@ fn bad_host_table_values_are_refused_with_their_key() {
             &["host.srv11.idle_timeout = \"0s\"", "at least 1s"],
         ),
         ("keepalive_max = 0", &["host.srv11.keepalive_max = 0"]),
+        (
+            "window_size = \"2GiB\"",
+            &[
+                "host.srv11.window_size = \"2GiB\"",
+                "between 64KiB and 1GiB",
+            ],
+        ),
         (
             "user_known_hosts_file = [\"\"]",
             &["user_known_hosts_file", "empty"],
