@@ -277,6 +277,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         Some(detach::detach(&paths::log_file()?)?)
     };
     lock.write_pid()?;
+    lazytunnel::memory::tune();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -20,6 +20,7 @@ use super::{
 use crate::client::{self, ConnectError};
 use crate::config::Target;
 use crate::jump;
+use crate::memory;
 
 /// What a connection does next, decided under the slot's lock.
 enum Step {
@@ -252,6 +253,8 @@ async fn watch_session(
                 if slot.retire(&session, false, |s| *s.channels.borrow() == 0) {
                     info!(idle = %humantime::format_duration(idle_timeout), "session closed after idle timeout");
                     session.disconnect("idle").await;
+                    drop(session);
+                    memory::release();
                     return;
                 }
                 debug!(generation = session.generation, "session became busy again; not retiring");
@@ -264,4 +267,6 @@ async fn watch_session(
         "session down"
     );
     slot.retire(&session, true, |_| true);
+    drop(session);
+    memory::release();
 }
