@@ -26,6 +26,9 @@ pub const WINDOW_MIN: u32 = 2 * 1024 * 1024;
 pub const WINDOW_MAX: u32 = 16 * 1024 * 1024;
 /// The rate a chosen window must not cap, in bytes per second of round trip: 1 Gbit/s.
 const WINDOW_RATE: f64 = 125_000_000.0;
+/// What one read from the server's socket takes when russh asks for less: a burst of small
+/// packets, or the head of a large one.
+const READ_BATCH: usize = 8 * 1024;
 /// The largest packet the SSH spec lets every implementation accept.
 const MAX_PACKET_SIZE: u32 = 65535;
 
@@ -141,6 +144,12 @@ async fn establish(host: Arc<HostConfig>) -> Result<Connection, ConnectError> {
         addr: host.host_name.clone(),
         error,
     })?;
+    // russh reads each packet as two exact reads (its length, then the rest), each a system
+    // call, plus one that finds the socket empty. Through a small buffer, one read takes a
+    // burst of control packets (a channel's open confirmation, data, EOF and close) at once,
+    // and a short read tells tokio the socket is drained; a packet's bulk, larger than the
+    // buffer, is still read straight into russh's own buffer.
+    let stream = tokio::io::BufReader::with_capacity(READ_BATCH, stream);
     handshake(host, stream, local_addr, remote_addr, rtt).await
 }
 
