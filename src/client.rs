@@ -92,7 +92,7 @@ impl ConnectError {
 /// Why not always the largest: sshd reads a channel's target as far ahead as our window lets
 /// it, into one buffer that it grows 32 KiB at a time by copying it whole; past a few MiB each
 /// step is a fresh mmap, page faults and a bzero of the old copy. A 16 MiB window made sshd
-/// spend 25-40% more CPU per GiB on loopback, where 2 MiB already allows 20 GB/s.
+/// spend 20-40% more CPU per GiB on loopback, where 2 MiB already allows 20 GB/s.
 pub fn window_for(rtt: Duration) -> u32 {
     let wanted = rtt.as_secs_f64() * WINDOW_RATE;
     wanted.clamp(f64::from(WINDOW_MIN), f64::from(WINDOW_MAX)) as u32
