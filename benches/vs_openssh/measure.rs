@@ -114,8 +114,8 @@ impl Report {
     pub fn info(&mut self, metric: &str, unit: &str, samples: &Paired) {
         self.row(
             metric,
-            &format!("{:.1} {unit}", median(&samples.lazy)),
-            &format!("{:.1} {unit}", median(&samples.ssh)),
+            &format!("{:.2} {unit}", median(&samples.lazy)),
+            &format!("{:.2} {unit}", median(&samples.ssh)),
             &format!("{:.2}x", samples.ratio()),
             "info",
         );
