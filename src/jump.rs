@@ -41,6 +41,7 @@ pub type Hop = (Channel<Msg>, Carrier, SocketAddr, SocketAddr, Duration);
 pub async fn connect_over(
     host: Arc<HostConfig>,
     hop: Result<Hop, OpenError>,
+    carries: bool,
 ) -> Result<(Connection, Option<Carrier>), ConnectError> {
     let (channel, carrier, local_addr, remote_addr, rtt) = hop.map_err(|error| {
         let permanent = match &error {
@@ -57,7 +58,14 @@ pub async fn connect_over(
             permanent,
         }
     })?;
-    let conn =
-        client::connect_over(host, channel.into_stream(), local_addr, remote_addr, rtt).await?;
+    let conn = client::connect_over(
+        host,
+        channel.into_stream(),
+        local_addr,
+        remote_addr,
+        rtt,
+        carries,
+    )
+    .await?;
     Ok((conn, Some(carrier)))
 }

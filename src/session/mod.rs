@@ -153,7 +153,7 @@ impl SessionManager {
                     let via = config
                         .jump
                         .as_deref()
-                        .map(|jump| slot_for(jump.clone(), &mut current.slots, &old.slots));
+                        .map(|jump| slot_for(jump.clone(), &mut current.slots, &old.slots).carry());
                     slot.replace_setup(Setup {
                         config: Arc::new(config),
                         via,
@@ -319,7 +319,7 @@ fn slot_for(
     let via = config
         .jump
         .as_deref()
-        .map(|jump| slot_for(jump.clone(), slots, previous));
+        .map(|jump| slot_for(jump.clone(), slots, previous).carry());
     let slot = Arc::new(HostSlot::new(config, via));
     slots.push(slot.clone());
     slot

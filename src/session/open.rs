@@ -175,8 +175,11 @@ impl Shared {
     /// Opens `slot`'s session: directly, or over a channel of its jump host's session.
     fn connect<'a>(&'a self, slot: &'a HostSlot) -> Connecting<'a> {
         let Setup { config, via } = slot.setup();
+        let carries = slot.carries();
         match via {
-            None => Box::pin(async move { client::connect(config).await.map(|c| (c, None)) }),
+            None => {
+                Box::pin(async move { client::connect(config, carries).await.map(|c| (c, None)) })
+            }
             Some(via) => Box::pin(async move {
                 let lease = self
                     .open_on(&via, &jump::hop_target(&config), jump::ORIGINATOR)
@@ -191,7 +194,7 @@ impl Shared {
                         lease.opened_in,
                     )
                 });
-                jump::connect_over(config, lease).await
+                jump::connect_over(config, lease, carries).await
             }),
         }
     }

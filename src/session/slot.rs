@@ -5,7 +5,7 @@
 //! one waiting connection starts an attempt, and a lease can never be taken on a session being
 //! retired), and every waiting connection wakes on each transition.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
@@ -28,6 +28,8 @@ pub(crate) struct HostSlot {
     generation: AtomicU64,
     /// Bytes carried by every session of this host, for status reports.
     pub(super) traffic: Arc<Traffic>,
+    /// Some host is reached through this one (ProxyJump): its sessions carry other sessions.
+    carries: AtomicBool,
 }
 
 /// How the slot's next session is opened.
@@ -88,7 +90,18 @@ impl HostSlot {
             state: watch::channel(state).0,
             generation: AtomicU64::new(0),
             traffic: Arc::default(),
+            carries: AtomicBool::new(false),
         }
+    }
+
+    /// Marks this slot as some host's jump host.
+    pub(super) fn carry(self: Arc<Self>) -> Arc<Self> {
+        self.carries.store(true, Ordering::Relaxed);
+        self
+    }
+
+    pub(super) fn carries(&self) -> bool {
+        self.carries.load(Ordering::Relaxed)
     }
 
     /// The settings the next session will use.
