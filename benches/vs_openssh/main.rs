@@ -5,7 +5,7 @@
 //! Run: `cargo bench --bench vs_openssh` (needs OpenSSH's `sshd` and `ssh`, as the tests do:
 //! `scripts/test` installs them). Environment:
 //! - `LAZYTUNNEL_BENCH_QUICK=1`: smaller transfers and fewer repetitions (about 20 s);
-//! - `LAZYTUNNEL_BENCH_ONLY=throughput,parallel,latency,cold,idle,many`: just those parts;
+//! - `LAZYTUNNEL_BENCH_ONLY=throughput,parallel,latency,cold,idle,many,far`: just those parts;
 //! - `LAZYTUNNEL_BENCH_CIPHERS=default` or `aes256-gcm`: just that cipher setting;
 //! - `LAZYTUNNEL_BENCH_CONFIG='connection_buffer = "32MiB"'`: extra lines for lazytunnel's config;
 //! - `LAZYTUNNEL_BENCH_MIB=N`, `LAZYTUNNEL_BENCH_REPS=N`: bytes per transfer, repetitions.
@@ -16,6 +16,7 @@
 
 #[path = "../../tests/common/mod.rs"]
 mod common;
+mod delay_line;
 mod latency;
 mod machine;
 mod many;
@@ -25,6 +26,7 @@ mod settings;
 mod throughput;
 mod tools;
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -95,14 +97,22 @@ async fn run(s: Settings) {
             for direction in [Direction::Upload, Direction::Download] {
                 let at = target_of(direction);
                 let name = format!("1 stream {}, {label}", direction.name());
-                transfers(&mut report, &s, &name, pair, at, direction, 1).await;
+                let load = Load {
+                    streams: 1,
+                    total: s.single,
+                };
+                transfers(&mut report, &s, &name, pair, at, direction, load).await;
             }
         }
         if default && s.wants("parallel") {
             for direction in [Direction::Upload, Direction::Download] {
                 let at = target_of(direction);
                 let name = format!("{} streams {}, {label}", s.streams, direction.name());
-                transfers(&mut report, &s, &name, pair, at, direction, s.streams).await;
+                let load = Load {
+                    streams: s.streams,
+                    total: s.parallel,
+                };
+                transfers(&mut report, &s, &name, pair, at, direction, load).await;
             }
         }
         if default && s.wants("latency") {
@@ -123,6 +133,9 @@ async fn run(s: Settings) {
         }
     }
 
+    if s.wants("far") {
+        far(&mut report, &s, &sshd, [sink.addr, source.addr]).await;
+    }
     if s.wants("cold") {
         cold(&mut report, &s, &sshd.ssh_config_path(), echo.addr()).await;
     }
@@ -160,6 +173,13 @@ where
     }
 }
 
+/// How many streams a transfer uses, and how many bytes they move together.
+#[derive(Clone, Copy)]
+struct Load {
+    streams: u64,
+    total: u64,
+}
+
 async fn transfers(
     report: &mut Report,
     s: &Settings,
@@ -171,9 +191,8 @@ async fn transfers(
     }: Pair<'_>,
     at: usize,
     direction: Direction,
-    streams: u64,
+    Load { streams, total }: Load,
 ) {
-    let total = if streams == 1 { s.single } else { s.parallel };
     let (mut speed, mut cpu, mut server) =
         (Paired::default(), Paired::default(), Paired::default());
     let mut cut = [0; 2];
@@ -231,6 +250,41 @@ async fn transfers(
             "-",
             if l == 0 { "0 met" } else { "0 MISSED" },
         );
+    }
+}
+
+/// One stream each way to a host behind a jump host 100 ms away (50 ms each way on the path to
+/// the jump host, a delay line in front of the same sshd): what the window allows on a long
+/// path. `ssh` reaches it with ProxyJump as lazytunnel does, through `ssh -W`.
+async fn far(report: &mut Report, s: &Settings, sshd: &TestSshd, [sink, source]: [SocketAddr; 2]) {
+    let path = delay_line::start(sshd.addr(), Duration::from_millis(50)).await;
+    let template = format!(
+        "{SSH_CONFIG_TEMPLATE}    ProxyJump far\n\
+         Host far\n    HostName 127.0.0.1\n    Port {}\n    HostKeyAlias [{{host}}]:{{port}}\n\
+         {}",
+        path.port(),
+        SSH_CONFIG_TEMPLATE
+            .lines()
+            .skip(3)
+            .map(|line| format!("{line}\n"))
+            .collect::<String>(),
+    );
+    let ssh_config = sshd.write_ssh_config("ssh_config.far", &template);
+    let targets = [sink, source];
+    let lazy = Forwarder::lazytunnel(&ssh_config, &s.lazytunnel_config, &targets).await;
+    let ssh = Forwarder::openssh(&ssh_config, &targets).await;
+    let pair = Pair {
+        lazy: &lazy,
+        ssh: &ssh,
+        sshd_pid: sshd.pid(),
+    };
+    for (direction, at) in [(Direction::Download, 1), (Direction::Upload, 0)] {
+        let name = format!("1 stream {}, jump host 100 ms away", direction.name());
+        let load = Load {
+            streams: 1,
+            total: s.far,
+        };
+        transfers(report, s, &name, pair, at, direction, load).await;
     }
 }
 

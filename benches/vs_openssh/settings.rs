@@ -11,6 +11,8 @@ pub struct Settings {
     pub single: u64,
     /// Bytes per parallel transfer, over all streams.
     pub parallel: u64,
+    /// Bytes per transfer over the long path (a jump host 100 ms away).
+    pub far: u64,
     pub streams: u64,
     /// Repetitions of each transfer per tool.
     pub reps: usize,
@@ -39,6 +41,7 @@ impl Settings {
             quick,
             single: mib.unwrap_or(if quick { 128 * MIB } else { 1024 * MIB }),
             parallel: mib.unwrap_or(if quick { 128 * MIB } else { 1024 * MIB }),
+            far: if quick { 32 * MIB } else { 128 * MIB },
             streams: 8,
             reps: number("LAZYTUNNEL_BENCH_REPS").map_or(if quick { 3 } else { 5 }, |n| n as usize),
             echoes: if quick { 100 } else { 500 },
