@@ -1,7 +1,7 @@
 //! How the allocator trades speed for footprint.
 //!
 //! Data moves through the daemon as one heap buffer per SSH packet or socket read, freed a
-//! moment later, often on another thread. glibc's malloc hands the free top of a heap back to
+//! moment later, often by another task. glibc's malloc hands the free top of a heap back to
 //! the kernel as soon as more than 128 KiB of it is free, so at 1 GB/s the next packets
 //! fault fresh, zeroed pages in again: about one page fault per 16 KiB moved, measured at
 //! 10-15% of the daemon's CPU per GiB. Keeping up to 32 MiB free per heap removes the churn;
