@@ -18,7 +18,7 @@ use super::paths::{expand_tilde_with, resolve};
 use super::{
     Clash, Config, ConfigError, DEFAULT_SSH_CONFIG, Defaults, Forward, HostOverride, HostSpec,
     Limits, StrictHostKeyChecking, Target, WindowSize, check_name, check_timer, derived_name,
-    find_clash, is_loopback, parse_duration, parse_size,
+    find_clash, is_loopback, parse_buffer_size, parse_duration,
 };
 
 #[derive(Deserialize)]
@@ -242,15 +242,9 @@ impl Cx<'_> {
             None => default.max_connections,
         };
         let connection_buffer = match &raw.connection_buffer {
-            Some(v) => parse_size(v.get_ref())
-                .and_then(|n| {
-                    if (64 << 10..=1 << 30).contains(&n) {
-                        Ok(n)
-                    } else {
-                        Err("must be between 64KiB and 1GiB".into())
-                    }
-                })
-                .map_err(|p| self.bad("connection_buffer", v, p))?,
+            Some(v) => {
+                parse_buffer_size(v.get_ref()).map_err(|p| self.bad("connection_buffer", v, p))?
+            }
             None => default.connection_buffer,
         };
         let stall_timeout = self

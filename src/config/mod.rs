@@ -89,11 +89,10 @@ impl FromStr for WindowSize {
         if s.trim() == "auto" {
             return Ok(WindowSize::Auto);
         }
-        let n = parse_size(s).map_err(|problem| format!("{problem}, or \"auto\""))?;
-        match u32::try_from(n) {
-            Ok(n) if (64 << 10..=1 << 30).contains(&n) => Ok(WindowSize::Fixed(n)),
-            _ => Err("must be between 64KiB and 1GiB, or \"auto\"".into()),
-        }
+        parse_buffer_size(s)
+            .and_then(|n| u32::try_from(n).map_err(|_| "too large".to_string()))
+            .map(WindowSize::Fixed)
+            .map_err(|problem| format!("{problem}, or \"auto\""))
     }
 }
 
@@ -357,6 +356,16 @@ pub fn parse_size(s: &str) -> Result<usize, String> {
     let n: usize = digits.parse().map_err(|_| whole_number())?;
     n.checked_mul(1 << shift)
         .ok_or_else(|| "too large".to_string())
+}
+
+/// [`parse_size`] within the range every buffer and window size key accepts: 64KiB to 1GiB.
+pub fn parse_buffer_size(s: &str) -> Result<usize, String> {
+    let n = parse_size(s)?;
+    if (64 << 10..=1 << 30).contains(&n) {
+        Ok(n)
+    } else {
+        Err("must be between 64KiB and 1GiB".into())
+    }
 }
 
 /// Range check shared by every timer.
