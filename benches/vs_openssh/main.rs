@@ -129,7 +129,18 @@ async fn run(s: Settings) {
             report.paired("warm connect + 1-byte echo", "ms", &warm, Better::Lower);
         }
         if default && s.wants("many") {
-            concurrent(&mut report, &s, pair, echo_at).await;
+            // Fresh forwarders, their session open: heap that the transfers above freed, and
+            // that glibc keeps for reuse (src/memory.rs), would hide what connections take.
+            let lazy = Forwarder::lazytunnel(ssh_config, &s.lazytunnel_config, &targets).await;
+            let ssh = Forwarder::openssh(ssh_config, &targets).await;
+            latency::connect_echo_ms(lazy.ports[echo_at]).await;
+            latency::connect_echo_ms(ssh.ports[echo_at]).await;
+            let fresh = Pair {
+                lazy: &lazy,
+                ssh: &ssh,
+                sshd_pid: sshd.pid(),
+            };
+            concurrent(&mut report, &s, fresh, echo_at).await;
         }
     }
 
