@@ -33,7 +33,7 @@ pub fn describe_machine(s: &Settings) {
     if let Some((asleep, busy)) = wake_cost() {
         println!(
             "waking a reader asleep on the other CPU costs the writer {asleep:.1} µs per write \
-             (a busy reader: {busy:.1} µs); see the README on the download ratios"
+             (a busy reader: {busy:.1} µs)"
         );
     }
     println!("load average at the start: {}", loadavg());
@@ -47,9 +47,9 @@ pub fn describe_machine(s: &Settings) {
 }
 
 /// What a write costs the writer when it wakes a reader asleep on another CPU, against one
-/// whose reader is busy polling, in µs: (asleep, busy). sshd pays this for every wake-up of
-/// the client it streams to, so it weighs on the download figures; on virtual machines whose
-/// idle vCPUs halt it is many times the cost on bare metal.
+/// whose reader is busy polling, in µs: (asleep, busy). Every hand-off between the processes
+/// measured here pays it, so it sets how far latency and CPU figures carry to other machines;
+/// on virtual machines whose idle vCPUs halt it is many times the cost on bare metal.
 fn wake_cost() -> Option<(f64, f64)> {
     use std::io::{Read, Write};
     use std::os::unix::net::UnixStream;
