@@ -82,11 +82,7 @@ async fn run(s: Settings) {
         if !wanted {
             continue;
         }
-        let lazy = Forwarder::lazytunnel(ssh_config, &s.lazytunnel_config, &targets).await;
-        let ssh = Forwarder::openssh(ssh_config, &targets).await;
-        // Open lazytunnel's session before anything is timed.
-        latency::connect_echo_ms(lazy.ports[echo_at]).await;
-        latency::connect_echo_ms(ssh.ports[echo_at]).await;
+        let (lazy, ssh) = start_both(ssh_config, &s, &targets, echo_at).await;
         let pair = Pair {
             lazy: &lazy,
             ssh: &ssh,
@@ -131,10 +127,7 @@ async fn run(s: Settings) {
         if default && s.wants("many") {
             // Fresh forwarders, their session open: heap that the transfers above freed, and
             // that glibc keeps for reuse (src/memory.rs), would hide what connections take.
-            let lazy = Forwarder::lazytunnel(ssh_config, &s.lazytunnel_config, &targets).await;
-            let ssh = Forwarder::openssh(ssh_config, &targets).await;
-            latency::connect_echo_ms(lazy.ports[echo_at]).await;
-            latency::connect_echo_ms(ssh.ports[echo_at]).await;
+            let (lazy, ssh) = start_both(ssh_config, &s, &targets, echo_at).await;
             let fresh = Pair {
                 lazy: &lazy,
                 ssh: &ssh,
@@ -297,6 +290,21 @@ async fn far(report: &mut Report, s: &Settings, sshd: &TestSshd, [sink, source]:
         };
         transfers(report, s, &name, pair, at, direction, load).await;
     }
+}
+
+/// lazytunnel and `ssh -L` with the same forwards, each session already open (through the
+/// forward at `echo_at`), so nothing measured later pays for lazytunnel's lazy handshake.
+async fn start_both(
+    ssh_config: &Path,
+    s: &Settings,
+    targets: &[SocketAddr],
+    echo_at: usize,
+) -> (Forwarder, Forwarder) {
+    let lazy = Forwarder::lazytunnel(ssh_config, &s.lazytunnel_config, targets).await;
+    let ssh = Forwarder::openssh(ssh_config, targets).await;
+    latency::connect_echo_ms(lazy.ports[echo_at]).await;
+    latency::connect_echo_ms(ssh.ports[echo_at]).await;
+    (lazy, ssh)
 }
 
 async fn concurrent(
