@@ -3,6 +3,9 @@
 
 use std::fmt::Write;
 use std::path::Path;
+use std::sync::Arc;
+
+use russh::WindowBudget;
 
 use tokio_util::sync::CancellationToken;
 
@@ -20,7 +23,12 @@ pub async fn connect_all(config: &Config, hosts: Vec<HostConfig>) -> (String, bo
         max: config.limits.backoff_max,
     };
     let stop = CancellationToken::new();
-    let sessions = SessionManager::new(hosts, backoff, stop.clone());
+    let sessions = SessionManager::new(
+        hosts,
+        backoff,
+        Arc::new(WindowBudget::new(config.limits.receive_budget)),
+        stop.clone(),
+    );
     let mut out = String::from("\nconnect\n");
     let mut all_ok = true;
     for name in names {

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use russh::WindowBudget;
 use russh::client::{self, Handle};
 use socket2::SockRef;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -117,8 +118,13 @@ pub struct Connection {
 
 /// Connects, verifies the host key and authenticates, all within `host.connect_timeout`.
 /// `carries` says the session will carry other hosts' sessions (it is their jump host).
-pub async fn connect(host: Arc<HostConfig>, carries: bool) -> Result<Connection, ConnectError> {
-    within_connect_timeout(&host.clone(), establish(host, carries)).await
+/// Channels' receive windows are reserved from `budget`.
+pub async fn connect(
+    host: Arc<HostConfig>,
+    carries: bool,
+    budget: Arc<WindowBudget>,
+) -> Result<Connection, ConnectError> {
+    within_connect_timeout(&host.clone(), establish(host, carries, budget)).await
 }
 
 async fn within_connect_timeout(
@@ -136,7 +142,11 @@ async fn within_connect_timeout(
         })
 }
 
-async fn establish(host: Arc<HostConfig>, carries: bool) -> Result<Connection, ConnectError> {
+async fn establish(
+    host: Arc<HostConfig>,
+    carries: bool,
+    budget: Arc<WindowBudget>,
+) -> Result<Connection, ConnectError> {
     let (stream, rtt) = connect_tcp(&host).await?;
     let local_addr = stream.local_addr().map_err(|error| ConnectError::Tcp {
         addr: host.host_name.clone(),
@@ -153,7 +163,7 @@ async fn establish(host: Arc<HostConfig>, carries: bool) -> Result<Connection, C
     // buffer, is still read straight into russh's own buffer.
     let stream = tokio::io::BufReader::with_capacity(READ_BATCH, stream);
     let window = window(&host, rtt, carries);
-    handshake(host, stream, local_addr, remote_addr, rtt, window).await
+    handshake(host, stream, local_addr, remote_addr, rtt, window, budget).await
 }
 
 /// Like [`connect`], over `stream`: a direct-tcpip channel of the jump host's session
@@ -166,6 +176,7 @@ pub async fn connect_over<S>(
     remote_addr: SocketAddr,
     rtt: Duration,
     carries: bool,
+    budget: Arc<WindowBudget>,
 ) -> Result<Connection, ConnectError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -173,7 +184,7 @@ where
     let window = window(&host, rtt, carries);
     within_connect_timeout(
         &host.clone(),
-        handshake(host, stream, local_addr, remote_addr, rtt, window),
+        handshake(host, stream, local_addr, remote_addr, rtt, window, budget),
     )
     .await
 }
@@ -198,6 +209,7 @@ async fn handshake<S>(
     remote_addr: SocketAddr,
     path_rtt: Duration,
     window: u32,
+    budget: Arc<WindowBudget>,
 ) -> Result<Connection, ConnectError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -212,7 +224,7 @@ where
         _dead: dead.clone().drop_guard(),
     };
     let mut handle = match client::connect_stream(
-        Arc::new(russh_config(&host, window)),
+        Arc::new(russh_config(&host, window, budget)),
         stream,
         handler,
     )
@@ -294,7 +306,7 @@ pub fn dead_after(host: &HostConfig) -> Duration {
     host.keepalive_interval * (host.keepalive_max + 1)
 }
 
-fn russh_config(host: &HostConfig, window: u32) -> client::Config {
+fn russh_config(host: &HostConfig, window: u32, budget: Arc<WindowBudget>) -> client::Config {
     let preferred = algorithms::preferred(host);
     client::Config {
         window_size: window,
@@ -305,6 +317,7 @@ fn russh_config(host: &HostConfig, window: u32) -> client::Config {
         // so it never fires on a healthy idle session.
         inactivity_timeout: Some(dead_after(host) + host.keepalive_interval),
         nodelay: true,
+        window_budget: Some(budget),
         preferred,
         ..Default::default()
     }

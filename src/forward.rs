@@ -16,13 +16,13 @@ use socket2::SockRef;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{ReadHalf, WriteHalf};
-use tokio::time::Instant;
-use tracing::debug;
 
 /// Read size from the local socket; one SSH packet carries at most ~64 KiB.
 const READ_CHUNK: usize = 64 * 1024;
 /// Pending chunks handed to one vectored write.
 const WRITE_SLICES: usize = 16;
+/// Server messages smaller than this are merged while they wait for the client.
+const MERGE_BELOW: usize = 4 * 1024;
 
 /// Bytes moved by one connection.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -67,29 +67,6 @@ pub enum ForwardError {
     Local(io::Error),
     #[error("stopped: {0}")]
     Stopped(&'static str),
-    #[error(
-        "the local client took nothing for {} with connection_buffer full; resetting it so \
-         that the other connections on the session can go on",
-        humantime::format_duration(*.0)
-    )]
-    Stalled(Duration),
-}
-
-/// How far one connection's local client may fall behind the server.
-///
-/// russh replenishes the server's window as data arrives, not as it is consumed, so a client
-/// that reads slowly cannot slow the server down through the window: its data piles up here
-/// instead. Below `bytes`, every message is taken off the channel at once, so the session's
-/// single loop never waits for this client. At `bytes`, taking stops until the client reads
-/// (the only bound on memory; it holds up the session once russh's queue for the channel is
-/// full, so a slow client paces the session rather than being cut). A client that takes
-/// nothing at all for `stall_timeout` while at `bytes` is reset, which frees the session.
-#[derive(Debug, Clone, Copy)]
-pub struct Budget {
-    /// Most server-to-client bytes held for the client.
-    pub bytes: usize,
-    /// How long a client may take nothing while its buffer is full before it is reset.
-    pub stall_timeout: Duration,
 }
 
 /// Forwards `local` over `channel` until both directions have ended, or until `cut` resolves
@@ -98,14 +75,13 @@ pub struct Budget {
 pub async fn forward(
     mut local: TcpStream,
     channel: Channel<Msg>,
-    budget: Budget,
     meters: &[&Traffic],
     cut: impl Future<Output = &'static str>,
 ) -> Result<Transferred, ForwardError> {
     let mut moved = Transferred::default();
     let result = {
         let (local_read, local_write) = local.split();
-        let copying = copy_both_ways(local_read, local_write, channel, budget, meters, &mut moved);
+        let copying = copy_both_ways(local_read, local_write, channel, meters, &mut moved);
         tokio::select! {
             // Session death wins over a simultaneous channel EOF: russh ends channels on a dead
             // session as if they had finished cleanly.
@@ -133,7 +109,6 @@ async fn copy_both_ways(
     mut local_read: ReadHalf<'_>,
     mut local_write: WriteHalf<'_>,
     channel: Channel<Msg>,
-    budget: Budget,
     meters: &[&Traffic],
     moved: &mut Transferred,
 ) -> Result<(), ForwardError> {
@@ -171,7 +146,7 @@ async fn copy_both_ways(
         }
     };
 
-    let downstream = drain_downstream(&mut remote_read, &mut local_write, budget, meters);
+    let downstream = drain_downstream(&mut remote_read, &mut local_write, meters);
     let outcome = {
         tokio::pin!(upstream, downstream);
         let mut upstream_done = false;
@@ -197,22 +172,20 @@ async fn copy_both_ways(
     }
 }
 
-/// Server → client: takes every message off the channel as soon as russh delivers it while
-/// under `budget`, and writes the data to the local socket as fast as the client reads it (see
-/// [`Budget`]). Returns the bytes delivered once the server has closed the channel and
-/// everything is written.
+/// Server → client: takes every message off the channel and writes its data to the local
+/// socket as fast as the client reads it. Data counts as consumed (and the server may send
+/// that much more) only once written, so a slow client holds back only its own channel, and
+/// what waits here stays within the channel's window. Returns the bytes delivered once the
+/// server has closed the channel and everything is written.
 async fn drain_downstream(
     remote_read: &mut russh::ChannelReadHalf,
     local_write: &mut WriteHalf<'_>,
-    budget: Budget,
     meters: &[&Traffic],
 ) -> Result<u64, ForwardError> {
+    let consumer = remote_read.consume_manually();
     let mut pending = Pending::default();
     let mut delivered = 0u64;
     let (mut remote_eof, mut remote_closed, mut local_shut) = (false, false, false);
-    // Since when the buffer has been full without the client taking anything.
-    let mut stuck_since: Option<Instant> = None;
-    let mut paced = false;
     loop {
         if pending.is_empty() {
             // Remote EOF → shutdown(Write) locally, once everything before it is written.
@@ -224,20 +197,8 @@ async fn drain_downstream(
                 return Ok(delivered);
             }
         }
-        let full = pending.bytes >= budget.bytes;
-        if full && stuck_since.is_none() {
-            stuck_since = Some(Instant::now());
-            if !paced {
-                paced = true;
-                debug!(
-                    pending = pending.bytes,
-                    "connection_buffer full: this client now paces the session"
-                );
-            }
-        }
-        let stall_at = stuck_since.map(|since| since + budget.stall_timeout);
         tokio::select! {
-            message = remote_read.wait(), if !remote_closed && !full => match message {
+            message = remote_read.wait(), if !remote_closed => match message {
                 Some(ChannelMsg::Data { data }) => pending.push(data),
                 Some(ChannelMsg::Eof) => remote_eof = true,
                 Some(ChannelMsg::Close) => remote_closed = true,
@@ -251,39 +212,35 @@ async fn drain_downstream(
                     return Err(ForwardError::Local(io::ErrorKind::WriteZero.into()));
                 }
                 pending.consume(n);
+                consumer.consumed(n);
                 delivered += n as u64;
                 meters.iter().for_each(|m| m.add_down(n as u64));
-                stuck_since = None;
-            }
-            () = sleep_until(stall_at), if stall_at.is_some() => {
-                return Err(ForwardError::Stalled(budget.stall_timeout));
             }
         }
     }
 }
 
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Data received from the server and not yet written to the local client.
+/// Data received from the server and not yet written to the local client: whole messages,
+/// then small ones merged into `tail`, so that a flood of tiny messages costs its bytes and
+/// not a queue entry each.
 #[derive(Default)]
 struct Pending {
     chunks: VecDeque<Bytes>,
-    bytes: usize,
+    tail: BytesMut,
 }
 
 impl Pending {
     fn is_empty(&self) -> bool {
-        self.chunks.is_empty()
+        self.chunks.is_empty() && self.tail.is_empty()
     }
 
     fn push(&mut self, data: Bytes) {
-        if !data.is_empty() {
-            self.bytes += data.len();
+        if data.len() < MERGE_BELOW {
+            self.tail.extend_from_slice(&data);
+        } else {
+            if !self.tail.is_empty() {
+                self.chunks.push_back(self.tail.split().freeze());
+            }
             self.chunks.push_back(data);
         }
     }
@@ -292,8 +249,9 @@ impl Pending {
     async fn write_to(&self, out: &mut WriteHalf<'_>) -> io::Result<usize> {
         let mut slices = [IoSlice::new(&[]); WRITE_SLICES];
         let mut used = 0;
-        for (slot, chunk) in slices.iter_mut().zip(&self.chunks) {
-            *slot = IoSlice::new(chunk);
+        let parts = self.chunks.iter().map(|c| &c[..]).chain([&self.tail[..]]);
+        for (slot, part) in slices.iter_mut().zip(parts.filter(|p| !p.is_empty())) {
+            *slot = IoSlice::new(part);
             used += 1;
         }
         out.write_vectored(&slices[..used]).await
@@ -301,9 +259,9 @@ impl Pending {
 
     /// Drops the first `n` bytes, which have been written.
     fn consume(&mut self, mut n: usize) {
-        self.bytes -= n;
         while n > 0 {
             let Some(front) = self.chunks.front_mut() else {
+                self.tail.advance(n.min(self.tail.len()));
                 return;
             };
             if front.len() > n {
@@ -313,5 +271,29 @@ impl Pending {
             n -= front.len();
             self.chunks.pop_front();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_messages_are_merged_and_consumed_in_order() {
+        let mut pending = Pending::default();
+        for byte in 0..200u8 {
+            pending.push(Bytes::from(vec![byte]));
+        }
+        pending.push(Bytes::from(vec![7u8; MERGE_BELOW]));
+        pending.push(Bytes::from_static(b"end"));
+        // One merged run of tiny messages, one whole message, and the tail again.
+        assert_eq!(pending.chunks.len(), 2);
+        assert_eq!(pending.chunks[0].len(), 200);
+        pending.consume(199);
+        assert_eq!(pending.chunks[0][..], [199]);
+        pending.consume(1 + MERGE_BELOW + 1);
+        assert_eq!(&pending.tail[..], b"nd");
+        pending.consume(2);
+        assert!(pending.is_empty());
     }
 }

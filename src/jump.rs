@@ -42,6 +42,7 @@ pub async fn connect_over(
     host: Arc<HostConfig>,
     hop: Result<Hop, OpenError>,
     carries: bool,
+    budget: Arc<russh::WindowBudget>,
 ) -> Result<(Connection, Option<Carrier>), ConnectError> {
     let (channel, carrier, local_addr, remote_addr, rtt) = hop.map_err(|error| {
         let permanent = match &error {
@@ -65,6 +66,7 @@ pub async fn connect_over(
         remote_addr,
         rtt,
         carries,
+        budget,
     )
     .await?;
     Ok((conn, Some(carrier)))

@@ -224,12 +224,8 @@ async fn handle_connection(
             () = ctx.cut_connections.cancelled() => "daemon shutting down",
         }
     };
-    let budget = forward::Budget {
-        bytes: ctx.limits.connection_buffer,
-        stall_timeout: ctx.limits.stall_timeout,
-    };
     let meters = [&stats.traffic, &*lease.traffic];
-    match forward::forward(stream, lease.channel, budget, &meters, cut).await {
+    match forward::forward(stream, lease.channel, &meters, cut).await {
         Ok(moved) => debug!(up = moved.up, down = moved.down, "closed"),
         Err(ForwardError::Local(e)) => debug!("reset: local client: {e}"),
         Err(e) => {

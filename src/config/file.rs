@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use toml::Spanned;
+use tracing::warn;
 
 use super::addr::{self, parse_listen};
 use super::error::Position;
@@ -32,6 +33,8 @@ struct RawConfig {
     keepalive_max: Option<Spanned<i64>>,
     window_size: Option<Spanned<String>>,
     max_connections: Option<Spanned<i64>>,
+    receive_budget: Option<Spanned<String>>,
+    /// Removed (each channel now has its own window); accepted with a warning.
     connection_buffer: Option<Spanned<String>>,
     stall_timeout: Option<Spanned<String>>,
     backoff_min: Option<Spanned<String>>,
@@ -241,15 +244,23 @@ impl Cx<'_> {
                 .unwrap_or(default.max_connections),
             None => default.max_connections,
         };
-        let connection_buffer = match &raw.connection_buffer {
+        let receive_budget = match &raw.receive_budget {
             Some(v) => {
-                parse_buffer_size(v.get_ref()).map_err(|p| self.bad("connection_buffer", v, p))?
+                parse_buffer_size(v.get_ref()).map_err(|p| self.bad("receive_budget", v, p))?
             }
-            None => default.connection_buffer,
+            None => default.receive_budget,
         };
-        let stall_timeout = self
-            .duration("stall_timeout", &raw.stall_timeout)?
-            .unwrap_or(default.stall_timeout);
+        for (key, value) in [
+            ("connection_buffer", &raw.connection_buffer),
+            ("stall_timeout", &raw.stall_timeout),
+        ] {
+            if let Some(v) = value {
+                let gone = "no longer used and ignored: each connection now has its own flow \
+                            control, so a slow client is never reset and holds back nobody \
+                            else (receive_budget bounds the memory); delete this line";
+                warn!("{}", self.bad(key, v, gone));
+            }
+        }
         let backoff_min = self
             .duration("backoff_min", &raw.backoff_min)?
             .unwrap_or(default.backoff_min);
@@ -270,8 +281,7 @@ impl Cx<'_> {
         }
         Ok(Limits {
             max_connections,
-            connection_buffer,
-            stall_timeout,
+            receive_budget,
             backoff_min,
             backoff_max,
         })

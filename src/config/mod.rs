@@ -119,18 +119,16 @@ impl Defaults {
     }
 }
 
-/// Daemon-wide bounds: how many connections, how much buffering per connection, how fast to
+/// Daemon-wide bounds: how many connections, how much data held for clients, how fast to
 /// retry a failing host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Open (or held) local connections across all forwards; more wait in the listen backlog.
     pub max_connections: usize,
-    /// Server-to-client bytes one connection may hold for a local client that reads slower
-    /// than the server sends; at this, the client paces the session.
-    pub connection_buffer: usize,
-    /// How long a client may take nothing while its buffer is full before it is reset (the
-    /// longest a stuck client can hold up the other connections of its session).
-    pub stall_timeout: Duration,
+    /// Server-to-client bytes held, in total, for local clients that have not read them yet
+    /// (plus what servers may still send): every channel's receive window is reserved from
+    /// it, and windows shrink towards one packet each when it is tight.
+    pub receive_budget: usize,
     /// First delay after a failed connect; doubled per failure up to `backoff_max`.
     pub backoff_min: Duration,
     pub backoff_max: Duration,
@@ -140,8 +138,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_connections: 4096,
-            connection_buffer: 8 << 20,
-            stall_timeout: Duration::from_secs(5),
+            receive_budget: 64 << 20,
             backoff_min: Duration::from_secs(1),
             backoff_max: Duration::from_secs(60),
         }

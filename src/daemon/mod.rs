@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::Context;
+use russh::WindowBudget;
 use tokio::net::UnixListener;
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -100,7 +101,12 @@ pub async fn run(setup: Setup) {
         min: limits.backoff_min,
         max: limits.backoff_max,
     };
-    let sessions = Arc::new(SessionManager::new(hosts, backoff, stop_sessions.clone()));
+    let sessions = Arc::new(SessionManager::new(
+        hosts,
+        backoff,
+        Arc::new(WindowBudget::new(limits.receive_budget)),
+        stop_sessions.clone(),
+    ));
     let network = tokio::spawn(session::watch_network(
         sessions.clone(),
         stop_sessions.clone(),

@@ -211,7 +211,7 @@ mod apply {
             needed.push("control_socket");
         }
         if old.limits != new.limits {
-            needed.push("limits (max_connections, connection_buffer, stall_timeout, backoff)");
+            needed.push("limits (max_connections, receive_budget, backoff)");
         }
         if old.exit_when_idle != new.exit_when_idle {
             needed.push("exit_when_idle");

@@ -18,6 +18,7 @@ mod status;
 #[cfg(test)]
 mod tests;
 
+use russh::WindowBudget;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -95,6 +96,8 @@ struct Hosts {
 #[derive(Clone)]
 struct Shared {
     backoff: Backoff,
+    /// What all sessions' channels may hold for their clients (`receive_budget`).
+    window_budget: Arc<WindowBudget>,
     tasks: TaskTracker,
     shutdown: CancellationToken,
     /// Wakes the network watcher, which idles while no session is up.
@@ -120,12 +123,14 @@ impl SessionManager {
     pub fn new(
         hosts: impl IntoIterator<Item = HostConfig>,
         backoff: Backoff,
+        window_budget: Arc<WindowBudget>,
         shutdown: CancellationToken,
     ) -> Self {
         let manager = SessionManager {
             hosts: RwLock::default(),
             shared: Shared {
                 backoff,
+                window_budget,
                 tasks: TaskTracker::new(),
                 shutdown,
                 session_up: Arc::new(Notify::new()),

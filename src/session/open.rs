@@ -176,10 +176,13 @@ impl Shared {
     fn connect<'a>(&'a self, slot: &'a HostSlot) -> Connecting<'a> {
         let Setup { config, via } = slot.setup();
         let carries = slot.carries();
+        let budget = self.window_budget.clone();
         match via {
-            None => {
-                Box::pin(async move { client::connect(config, carries).await.map(|c| (c, None)) })
-            }
+            None => Box::pin(async move {
+                client::connect(config, carries, budget)
+                    .await
+                    .map(|c| (c, None))
+            }),
             Some(via) => Box::pin(async move {
                 let lease = self
                     .open_on(&via, &jump::hop_target(&config), jump::ORIGINATOR)
@@ -194,7 +197,7 @@ impl Shared {
                         lease.opened_in,
                     )
                 });
-                jump::connect_over(config, lease, carries).await
+                jump::connect_over(config, lease, carries, budget).await
             }),
         }
     }

@@ -31,7 +31,12 @@ fn manager(hosts: Vec<HostConfig>) -> SessionManager {
         min: Duration::from_secs(1),
         max: Duration::from_secs(60),
     };
-    SessionManager::new(hosts, backoff, CancellationToken::new())
+    SessionManager::new(
+        hosts,
+        backoff,
+        Arc::new(russh::WindowBudget::new(64 << 20)),
+        CancellationToken::new(),
+    )
 }
 
 fn spec(name: &str) -> HostSpec {

@@ -71,8 +71,7 @@ fn example_file_parses_to_what_its_comments_say() {
         config.limits,
         Limits {
             max_connections: 4096,
-            connection_buffer: 8 << 20,
-            stall_timeout: Duration::from_secs(5),
+            receive_budget: 64 << 20,
             backoff_min: Duration::from_secs(1),
             backoff_max: Duration::from_secs(60),
         }
@@ -163,10 +162,10 @@ fn set_timers_win_over_builtin_defaults() {
 #[test]
 fn limits_take_sizes_with_units_and_backoff_max_follows_a_larger_min() {
     let config = parse(&format!(
-        "connection_buffer = \"512 KiB\"\nmax_connections = 10\nbackoff_min = \"2m\"\n{FORWARD}"
+        "receive_budget = \"512 KiB\"\nmax_connections = 10\nbackoff_min = \"2m\"\n{FORWARD}"
     ))
     .unwrap();
-    assert_eq!(config.limits.connection_buffer, 512 << 10);
+    assert_eq!(config.limits.receive_budget, 512 << 10);
     assert_eq!(config.limits.max_connections, 10);
     assert_eq!(config.limits.backoff_min, Duration::from_secs(120));
     assert_eq!(config.limits.backoff_max, Duration::from_secs(120));

@@ -9,6 +9,9 @@ use crate::{ChannelId, ChannelOpenFailure, Error, Pty, Sig};
 
 pub mod io;
 
+pub(crate) mod flow;
+pub use flow::{WindowBudget, WindowConsumer};
+
 mod channel_ref;
 pub use channel_ref::ChannelRef;
 
@@ -145,6 +148,7 @@ impl WindowSizeRef {
 /// Allows you to read from a channel without borrowing the session
 pub struct ChannelReadHalf {
     pub(crate) receiver: Receiver<ChannelMsg>,
+    pub(crate) flow: Arc<flow::ReceiveFlow>,
 }
 
 impl std::fmt::Debug for ChannelReadHalf {
@@ -156,7 +160,29 @@ impl std::fmt::Debug for ChannelReadHalf {
 impl ChannelReadHalf {
     /// Awaits an incoming [`ChannelMsg`], this method returns [`None`] if the channel has been closed.
     pub async fn wait(&mut self) -> Option<ChannelMsg> {
-        self.receiver.recv().await
+        std::future::poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// Takes the next message, telling the session what was taken (the window follows).
+    pub(crate) fn poll_recv(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<ChannelMsg>> {
+        let polled = self.receiver.poll_recv(cx);
+        match &polled {
+            std::task::Poll::Ready(Some(msg)) => self.flow.taken(msg),
+            std::task::Poll::Pending => self.flow.starved(),
+            std::task::Poll::Ready(None) => {}
+        }
+        polled
+    }
+
+    /// From now on, data counts as consumed when the returned handle says so (for a forwarder:
+    /// once written to its socket) rather than when it is taken, so that what the consumer
+    /// holds stays within the channel's window.
+    pub fn consume_manually(&mut self) -> WindowConsumer {
+        self.flow.set_manual();
+        WindowConsumer(self.flow.clone())
     }
 
     /// Make a reader for the [`Channel`] to receive [`ChannelMsg::Data`]
@@ -470,7 +496,11 @@ impl<S: From<(ChannelId, ChannelMsg)> + Send + Sync + 'static> Channel<S> {
     ) -> (Self, ChannelRef) {
         let (tx, rx) = tokio::sync::mpsc::channel(channel_buffer_size);
         let window_size = WindowSizeRef::new(window_size);
-        let read_half = ChannelReadHalf { receiver: rx };
+        let flow = Arc::new(flow::ReceiveFlow::default());
+        let read_half = ChannelReadHalf {
+            receiver: rx,
+            flow: flow.clone(),
+        };
         let write_half = ChannelWriteHalf {
             id,
             sender,
@@ -486,6 +516,8 @@ impl<S: From<(ChannelId, ChannelMsg)> + Send + Sync + 'static> Channel<S> {
             ChannelRef {
                 sender: tx,
                 window_size,
+                flow,
+                inbox: flow::Inbox::default(),
             },
         )
     }

@@ -500,15 +500,12 @@ impl Session {
                     return Err(crate::Error::Inconsistent.into());
                 };
 
-                if let Some(channel) = self.channels.get(&local_id) {
-                    channel
-                        .send(ChannelMsg::Open {
-                            id: local_id,
-                            max_packet_size: msg.maximum_packet_size,
-                            window_size: msg.initial_window_size,
-                        })
-                        .await
-                        .unwrap_or(());
+                if let Some(channel) = self.channels.get_mut(&local_id) {
+                    channel.deliver(ChannelMsg::Open {
+                        id: local_id,
+                        max_packet_size: msg.maximum_packet_size,
+                        window_size: msg.initial_window_size,
+                    });
                 } else {
                     error!("no channel for id {local_id:?}");
                 }
@@ -536,11 +533,16 @@ impl Session {
                 }
                 // Forward the close to the channel before removing it, so that
                 // consumers waiting on `Channel::wait()` receive an explicit
-                // `ChannelMsg::Close` instead of just seeing `None`.
-                if let Some(chan) = self.channels.get(&channel_num) {
-                    let _ = chan.send(ChannelMsg::Close).await;
+                // `ChannelMsg::Close` instead of just seeing `None`; a channel whose
+                // backlog is not delivered yet goes once it is (`settle_channels`).
+                if let Some(chan) = self.channels.get_mut(&channel_num) {
+                    chan.deliver(ChannelMsg::Close);
+                    if chan.inbox.is_drained() {
+                        self.channels.remove(&channel_num);
+                    } else {
+                        chan.inbox.closing = true;
+                    }
                 }
-                self.channels.remove(&channel_num);
                 client.channel_close(channel_num, self).await
             }
             Some((&msg::CHANNEL_EOF, mut r)) => {
@@ -550,8 +552,8 @@ impl Session {
                 if !self.common.is_established_channel(channel_num) {
                     return Ok(());
                 }
-                if let Some(chan) = self.channels.get(&channel_num) {
-                    let _ = chan.send(ChannelMsg::Eof).await;
+                if let Some(chan) = self.channels.get_mut(&channel_num) {
+                    chan.deliver(ChannelMsg::Eof);
                 }
                 client.channel_eof(channel_num, self).await
             }
@@ -575,10 +577,8 @@ impl Session {
                     return Ok(());
                 }
 
-                if let Some(sender) = self.channels.remove(&channel_num) {
-                    let _ = sender
-                        .send(ChannelMsg::OpenFailure(reason_code.clone()))
-                        .await;
+                if let Some(mut sender) = self.channels.remove(&channel_num) {
+                    sender.deliver(ChannelMsg::OpenFailure(reason_code.clone()));
                 }
 
                 let _ = self.sender.send(Reply::ChannelOpenFailure);
@@ -595,20 +595,20 @@ impl Session {
                 if !self.common.is_established_channel(channel_num) {
                     return Ok(());
                 }
-                let target = self.common.config.window_size;
-                #[allow(clippy::collapsible_if)]
-                if let Some(ref mut enc) = self.common.encrypted {
-                    if enc.adjust_window_size(channel_num, &data, target)? {
-                        let next_window =
-                            client.adjust_window(channel_num, self.target_window_size);
-                        if next_window > 0 {
-                            self.target_window_size = next_window
-                        }
-                    }
+                // The window is debited here and granted again as the reader consumes
+                // (`settle_channels`), never on arrival.
+                if let Some(ref mut enc) = self.common.encrypted
+                    && !enc.debit_window(channel_num, data.len())
+                {
+                    warn!(
+                        "channel {channel_num:?}: received {} bytes beyond the window; dropped",
+                        data.len()
+                    );
+                    return Ok(());
                 }
 
-                if let Some(chan) = self.channels.get(&channel_num) {
-                    let _ = chan.send(ChannelMsg::Data { data: data.clone() }).await;
+                if let Some(chan) = self.channels.get_mut(&channel_num) {
+                    chan.deliver(ChannelMsg::Data { data: data.clone() });
                 }
 
                 client.data(channel_num, &data, self).await
@@ -622,25 +622,23 @@ impl Session {
                 if !self.common.is_established_channel(channel_num) {
                     return Ok(());
                 }
-                let target = self.common.config.window_size;
-                #[allow(clippy::collapsible_if)]
-                if let Some(ref mut enc) = self.common.encrypted {
-                    if enc.adjust_window_size(channel_num, &data, target)? {
-                        let next_window =
-                            client.adjust_window(channel_num, self.target_window_size);
-                        if next_window > 0 {
-                            self.target_window_size = next_window
-                        }
-                    }
+                // The window is debited here and granted again as the reader consumes
+                // (`settle_channels`), never on arrival.
+                if let Some(ref mut enc) = self.common.encrypted
+                    && !enc.debit_window(channel_num, data.len())
+                {
+                    warn!(
+                        "channel {channel_num:?}: received {} bytes beyond the window; dropped",
+                        data.len()
+                    );
+                    return Ok(());
                 }
 
-                if let Some(chan) = self.channels.get(&channel_num) {
-                    let _ = chan
-                        .send(ChannelMsg::ExtendedData {
-                            ext: extended_code,
-                            data: data.clone(),
-                        })
-                        .await;
+                if let Some(chan) = self.channels.get_mut(&channel_num) {
+                    chan.deliver(ChannelMsg::ExtendedData {
+                        ext: extended_code,
+                        data: data.clone(),
+                    });
                 }
 
                 client
@@ -659,8 +657,8 @@ impl Session {
                         map_err!(u8::decode(&mut r))?; // should be 0.
                         let client_can_do = map_err!(u8::decode(&mut r))? != 0;
                         map_err!(ensure_end(&r))?;
-                        if let Some(chan) = self.channels.get(&channel_num) {
-                            let _ = chan.send(ChannelMsg::XonXoff { client_can_do }).await;
+                        if let Some(chan) = self.channels.get_mut(&channel_num) {
+                            chan.deliver(ChannelMsg::XonXoff { client_can_do });
                         }
                         client.xon_xoff(channel_num, client_can_do, self).await
                     }
@@ -668,8 +666,8 @@ impl Session {
                         map_err!(u8::decode(&mut r))?; // should be 0.
                         let exit_status = map_err!(u32::decode(&mut r))?;
                         map_err!(ensure_end(&r))?;
-                        if let Some(chan) = self.channels.get(&channel_num) {
-                            let _ = chan.send(ChannelMsg::ExitStatus { exit_status }).await;
+                        if let Some(chan) = self.channels.get_mut(&channel_num) {
+                            chan.deliver(ChannelMsg::ExitStatus { exit_status });
                         }
                         client.exit_status(channel_num, exit_status, self).await
                     }
@@ -681,15 +679,13 @@ impl Session {
                         let error_message = map_err!(String::decode(&mut r))?;
                         let lang_tag = map_err!(String::decode(&mut r))?;
                         map_err!(ensure_end(&r))?;
-                        if let Some(chan) = self.channels.get(&channel_num) {
-                            let _ = chan
-                                .send(ChannelMsg::ExitSignal {
-                                    signal_name: signal_name.clone(),
-                                    core_dumped,
-                                    error_message: error_message.to_string(),
-                                    lang_tag: lang_tag.to_string(),
-                                })
-                                .await;
+                        if let Some(chan) = self.channels.get_mut(&channel_num) {
+                            chan.deliver(ChannelMsg::ExitSignal {
+                                signal_name: signal_name.clone(),
+                                core_dumped,
+                                error_message: error_message.to_string(),
+                                lang_tag: lang_tag.to_string(),
+                            });
                         }
                         client
                             .exit_signal(
@@ -818,8 +814,8 @@ impl Session {
                 if !self.common.is_established_channel(channel_num) {
                     return Ok(());
                 }
-                if let Some(chan) = self.channels.get(&channel_num) {
-                    let _ = chan.send(ChannelMsg::Success).await;
+                if let Some(chan) = self.channels.get_mut(&channel_num) {
+                    chan.deliver(ChannelMsg::Success);
                 }
                 client.channel_success(channel_num, self).await
             }
@@ -829,8 +825,8 @@ impl Session {
                 if !self.common.is_established_channel(channel_num) {
                     return Ok(());
                 }
-                if let Some(chan) = self.channels.get(&channel_num) {
-                    let _ = chan.send(ChannelMsg::Failure).await;
+                if let Some(chan) = self.channels.get_mut(&channel_num) {
+                    chan.deliver(ChannelMsg::Failure);
                 }
                 client.channel_failure(channel_num, self).await
             }

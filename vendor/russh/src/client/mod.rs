@@ -58,8 +58,10 @@ use tokio::sync::oneshot;
 
 pub use crate::auth::AuthResult;
 use crate::cert::PublicKeyOrCertificate;
+use crate::channels::flow::FlowWake;
 use crate::channels::{
-    Channel, ChannelMsg, ChannelReadHalf, ChannelRef, ChannelWriteHalf, WindowSizeRef,
+    Channel, ChannelMsg, ChannelReadHalf, ChannelRef, ChannelWriteHalf, WindowBudget,
+    WindowSizeRef,
 };
 use crate::cipher::{self, OpeningKey, clear};
 use crate::kex::{KexAlgorithmImplementor, KexCause, KexProgress, SessionKexState};
@@ -74,6 +76,7 @@ use crate::{
 };
 
 mod encrypted;
+mod flow;
 mod kex;
 mod session;
 
@@ -92,6 +95,7 @@ pub struct Session {
     receiver: Receiver<Msg>,
     sender: UnboundedSender<Reply>,
     channels: HashMap<ChannelId, ChannelRef>,
+    #[allow(dead_code)] // lazytunnel patch: windows are settled in client/flow.rs instead.
     target_window_size: u32,
     pending_reads: Vec<Vec<u8>>,
     pending_len: u32,
@@ -103,6 +107,8 @@ pub struct Session {
     server_sig_algs: Option<Vec<Algorithm>>,
     /// Number of EXT_INFO messages received (RFC 8308 allows at most two).
     ext_info_count: u8,
+    /// Channels whose readers consumed enough to settle (receive flow control).
+    flow_wake: Arc<FlowWake>,
 }
 
 impl Drop for Session {
@@ -741,6 +747,7 @@ impl<H: Handler> Handle<H> {
     async fn wait_channel_confirmation(
         &self,
         mut receiver: Receiver<ChannelMsg>,
+        flow: Arc<crate::channels::flow::ReceiveFlow>,
         window_size_ref: WindowSizeRef,
     ) -> Result<Channel<Msg>, crate::Error> {
         loop {
@@ -759,7 +766,7 @@ impl<H: Handler> Handle<H> {
                             max_packet_size,
                             window_size: window_size_ref,
                         },
-                        read_half: ChannelReadHalf { receiver },
+                        read_half: ChannelReadHalf { receiver, flow },
                     });
                 }
                 Some(ChannelMsg::OpenFailure(reason)) => {
@@ -845,12 +852,13 @@ impl<H: Handler> Handle<H> {
         let (sender, receiver) = channel(self.channel_buffer_size);
         let channel_ref = ChannelRef::new(sender);
         let window_size_ref = channel_ref.window_size().clone();
+        let flow = channel_ref.flow.clone();
 
         self.sender
             .send(Msg::ChannelOpenSession { channel_ref })
             .await
             .map_err(|_| crate::Error::SendError)?;
-        self.wait_channel_confirmation(receiver, window_size_ref)
+        self.wait_channel_confirmation(receiver, flow, window_size_ref)
             .await
     }
 
@@ -863,6 +871,7 @@ impl<H: Handler> Handle<H> {
         let (sender, receiver) = channel(self.channel_buffer_size);
         let channel_ref = ChannelRef::new(sender);
         let window_size_ref = channel_ref.window_size().clone();
+        let flow = channel_ref.flow.clone();
 
         self.sender
             .send(Msg::ChannelOpenX11 {
@@ -872,7 +881,7 @@ impl<H: Handler> Handle<H> {
             })
             .await
             .map_err(|_| crate::Error::SendError)?;
-        self.wait_channel_confirmation(receiver, window_size_ref)
+        self.wait_channel_confirmation(receiver, flow, window_size_ref)
             .await
     }
 
@@ -894,6 +903,7 @@ impl<H: Handler> Handle<H> {
         let (sender, receiver) = channel(self.channel_buffer_size);
         let channel_ref = ChannelRef::new(sender);
         let window_size_ref = channel_ref.window_size().clone();
+        let flow = channel_ref.flow.clone();
 
         self.sender
             .send(Msg::ChannelOpenDirectTcpIp {
@@ -905,7 +915,7 @@ impl<H: Handler> Handle<H> {
             })
             .await
             .map_err(|_| crate::Error::SendError)?;
-        self.wait_channel_confirmation(receiver, window_size_ref)
+        self.wait_channel_confirmation(receiver, flow, window_size_ref)
             .await
     }
 
@@ -916,6 +926,7 @@ impl<H: Handler> Handle<H> {
         let (sender, receiver) = channel(self.channel_buffer_size);
         let channel_ref = ChannelRef::new(sender);
         let window_size_ref = channel_ref.window_size().clone();
+        let flow = channel_ref.flow.clone();
 
         self.sender
             .send(Msg::ChannelOpenDirectStreamLocal {
@@ -924,7 +935,7 @@ impl<H: Handler> Handle<H> {
             })
             .await
             .map_err(|_| crate::Error::SendError)?;
-        self.wait_channel_confirmation(receiver, window_size_ref)
+        self.wait_channel_confirmation(receiver, flow, window_size_ref)
             .await
     }
 
@@ -1335,6 +1346,7 @@ impl Session {
             open_global_requests: VecDeque::new(),
             server_sig_algs: None,
             ext_info_count: 0,
+            flow_wake: Arc::default(),
         }
     }
 
@@ -1416,6 +1428,8 @@ impl Session {
 
         let reading = start_reading(stream_read, buffer, opening_cipher);
         pin!(reading);
+
+        let flow_wake = self.flow_wake.clone();
 
         #[allow(clippy::panic)] // false positive in select! macro
         while !self.common.disconnected {
@@ -1511,6 +1525,11 @@ impl Session {
                             Err(_) => break
                         }
                     }
+                }
+                // Readers consumed data: refill their queues, grant window (never during a key
+                // exchange; the wake-up waits).
+                () = flow_wake.notify.notified(), if !self.kex.active() => {
+                    self.settle_channels()?;
                 }
                 msg = self.priority_receiver.recv(), if !self.kex.active() => {
                     match msg {
@@ -1644,7 +1663,7 @@ impl Session {
             }
             Msg::ChannelOpenSession { channel_ref } => {
                 let id = self.channel_open_session()?;
-                self.channels.insert(id, channel_ref);
+                self.register_channel(id, channel_ref, true);
             }
             Msg::ChannelOpenX11 {
                 originator_address,
@@ -1652,7 +1671,7 @@ impl Session {
                 channel_ref,
             } => {
                 let id = self.channel_open_x11(&originator_address, originator_port)?;
-                self.channels.insert(id, channel_ref);
+                self.register_channel(id, channel_ref, true);
             }
             Msg::ChannelOpenDirectTcpIp {
                 host_to_connect,
@@ -1667,14 +1686,14 @@ impl Session {
                     &originator_address,
                     originator_port,
                 )?;
-                self.channels.insert(id, channel_ref);
+                self.register_channel(id, channel_ref, true);
             }
             Msg::ChannelOpenDirectStreamLocal {
                 socket_path,
                 channel_ref,
             } => {
                 let id = self.channel_open_direct_streamlocal(&socket_path)?;
-                self.channels.insert(id, channel_ref);
+                self.register_channel(id, channel_ref, true);
             }
             Msg::TcpIpForward {
                 reply_channel,
@@ -1852,8 +1871,7 @@ impl Session {
                     });
                     enc.channels
                         .insert(pending.sender_channel, pending.channel_params);
-                    self.channels
-                        .insert(pending.sender_channel, pending.channel_ref);
+                    self.register_channel(pending.sender_channel, pending.channel_ref, false);
                 }
                 Err(reason) => {
                     push_packet!(enc.write, {
@@ -2746,6 +2764,9 @@ pub struct Config {
     pub gex: GexParams,
     /// If active, invoke `set_nodelay(true)` on the ssh socket; disabled by default (i.e. Nagle's algorithm is active).
     pub nodelay: bool,
+    /// Bounds what channels may hold for their consumers, in total, across every session
+    /// given the same budget; each channel's window is reserved from it (lazytunnel patch).
+    pub window_budget: Option<Arc<WindowBudget>>,
 }
 
 impl Default for Config {
@@ -2768,6 +2789,7 @@ impl Default for Config {
             anonymous: false,
             gex: Default::default(),
             nodelay: false,
+            window_budget: None,
         }
     }
 }

@@ -414,7 +414,11 @@ impl Handle {
                             max_packet_size,
                             window_size: window_size_ref,
                         },
-                        read_half: ChannelReadHalf { receiver },
+                        read_half: ChannelReadHalf {
+                            receiver,
+                            // Server channels keep upstream's flow control (lazytunnel patch).
+                            flow: Default::default(),
+                        },
                     });
                 }
                 Some(ChannelMsg::OpenFailure(reason)) => {

@@ -1,0 +1,354 @@
+//! Receive-side flow control for client channels (a lazytunnel patch on russh 0.65.1; what and
+//! why: `vendor/russh-PATCH.md` in the lazytunnel repository).
+//!
+//! OpenSSH's model (channels.c, `channel_check_window`): a channel's receive window is
+//! replenished only as its consumer takes data, never when data arrives, so a consumer that
+//! falls behind stops only its own channel's sender. The session loop never waits for a
+//! consumer: a message that finds the channel's queue full waits in that channel's backlog,
+//! which the window bounds.
+//!
+//! Every queued message is charged its payload plus [`MESSAGE_OVERHEAD`] against the channel's
+//! reservation, so a peer sending a flood of tiny messages cannot hold more memory than the
+//! window allows; small payloads are merged in the backlog so that such a flood still moves.
+//! A [`WindowBudget`] shared by sessions bounds the sum of all reservations.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use bytes::BytesMut;
+use tokio::sync::Notify;
+use tokio::sync::mpsc::Sender;
+use tokio::sync::mpsc::error::TrySendError;
+
+use crate::{ChannelId, ChannelMsg};
+
+/// What a queued message costs beyond its payload: the queue slot, the message and the
+/// payload's allocation.
+pub const MESSAGE_OVERHEAD: usize = 128;
+
+/// Payloads are merged in the backlog while the merged one stays below this.
+const MERGE_BELOW: usize = 16 * 1024;
+
+/// Bytes that all channels sharing it may hold for their consumers, in total: data queued or
+/// held unconsumed plus what their peers may still send. A channel always keeps a floor of
+/// one maximum packet so that it can never deadlock; the floors may overdraw the budget, and
+/// windows then shrink towards their floor as their consumers catch up.
+#[derive(Debug)]
+pub struct WindowBudget {
+    capacity: usize,
+    available: AtomicI64,
+}
+
+impl WindowBudget {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            available: AtomicI64::new(i64::try_from(capacity).unwrap_or(i64::MAX)),
+        }
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// What is not reserved by any channel; negative while floors overdraw the budget.
+    pub fn available(&self) -> i64 {
+        self.available.load(Ordering::SeqCst)
+    }
+
+    /// Reserves up to `want` bytes, and at least `floor` (which may overdraw).
+    pub(crate) fn take(&self, want: u32, floor: u32) -> u32 {
+        let floor = floor.min(want);
+        let mut current = self.available.load(Ordering::SeqCst);
+        loop {
+            let free = u32::try_from(current.max(0)).unwrap_or(u32::MAX);
+            let grant = want.min(free).max(floor);
+            match self.available.compare_exchange_weak(
+                current,
+                current - i64::from(grant),
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) => return grant,
+                Err(now) => current = now,
+            }
+        }
+    }
+
+    pub(crate) fn give_back(&self, bytes: u32) {
+        self.available
+            .fetch_add(i64::from(bytes), Ordering::SeqCst);
+    }
+}
+
+/// The session's side of the wake-ups: which channels have something to settle.
+#[derive(Debug, Default)]
+pub(crate) struct FlowWake {
+    pub(crate) notify: Notify,
+    dirty: Mutex<Vec<ChannelId>>,
+}
+
+impl FlowWake {
+    pub(crate) fn take_dirty(&self) -> Vec<ChannelId> {
+        std::mem::take(&mut *self.dirty.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+/// Shared by a channel's reader and its session: what the reader has consumed since the
+/// session last settled the channel.
+#[derive(Debug, Default)]
+pub(crate) struct ReceiveFlow {
+    /// Set when the session registers the channel; until then (and on the server side) the
+    /// reader has nobody to tell.
+    session: OnceLock<(Arc<FlowWake>, ChannelId)>,
+    /// Payload bytes consumed, not yet settled.
+    consumed: AtomicUsize,
+    /// Messages taken off the queue, not yet settled.
+    taken: AtomicUsize,
+    /// Consumption is reported by a [`WindowConsumer`] rather than counted when taken.
+    manual: AtomicBool,
+    /// The session holds messages that did not fit in the queue.
+    backlogged: AtomicBool,
+    /// Charged bytes whose consumption is worth settling (a window adjust).
+    threshold: AtomicUsize,
+    /// The channel is in its session's dirty list already.
+    marked: AtomicBool,
+}
+
+impl ReceiveFlow {
+    /// The reader took `msg` off the queue.
+    pub(crate) fn taken(&self, msg: &ChannelMsg) {
+        self.taken.fetch_add(1, Ordering::SeqCst);
+        if !self.manual.load(Ordering::Relaxed) {
+            self.consumed.fetch_add(payload_len(msg), Ordering::SeqCst);
+        }
+        self.wake_if_due(false);
+    }
+
+    /// The reader found the queue empty.
+    pub(crate) fn starved(&self) {
+        self.wake_if_due(true);
+    }
+
+    fn consumed(&self, bytes: usize) {
+        self.consumed.fetch_add(bytes, Ordering::SeqCst);
+        self.wake_if_due(false);
+    }
+
+    fn wake_if_due(&self, starved: bool) {
+        let Some((wake, id)) = self.session.get() else {
+            return;
+        };
+        let charged = self.consumed.load(Ordering::SeqCst)
+            + self.taken.load(Ordering::SeqCst) * MESSAGE_OVERHEAD;
+        let backlogged = self.backlogged.load(Ordering::SeqCst);
+        let due = backlogged || charged >= self.threshold.load(Ordering::SeqCst).max(1);
+        if !due || (starved && !backlogged) || self.marked.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        wake.dirty
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(*id);
+        wake.notify.notify_one();
+    }
+}
+
+/// Reports what the consumer of a channel has really consumed (for a forwarder: written to
+/// its socket), so that the window follows the consumer rather than the queue. Obtained with
+/// [`crate::ChannelReadHalf::consume_manually`].
+#[derive(Debug, Clone)]
+pub struct WindowConsumer(pub(crate) Arc<ReceiveFlow>);
+
+impl WindowConsumer {
+    /// `bytes` of data taken from the channel have been consumed.
+    pub fn consumed(&self, bytes: usize) {
+        self.0.consumed(bytes);
+    }
+}
+
+impl ReceiveFlow {
+    pub(crate) fn set_manual(&self) {
+        self.manual.store(true, Ordering::SeqCst);
+    }
+}
+
+/// The session's side of one channel: the backlog and the window accounting.
+#[derive(Debug, Default)]
+pub(crate) struct Inbox {
+    backlog: VecDeque<ChannelMsg>,
+    /// Charged bytes (payload plus overhead per message) queued, backlogged or held by the
+    /// consumer, not yet consumed.
+    held: usize,
+    /// What this channel may have outstanding: held plus what the peer may still send.
+    reservation: u32,
+    budget: Option<Arc<WindowBudget>>,
+    /// The peer closed the channel; it goes once the backlog is delivered.
+    pub(crate) closing: bool,
+}
+
+impl Drop for Inbox {
+    fn drop(&mut self) {
+        if let Some(budget) = &self.budget {
+            budget.give_back(self.reservation);
+        }
+    }
+}
+
+/// What [`Inbox::settle`] needs to know about the channel's window.
+pub(crate) struct Window {
+    /// What the peer may still send (the window we have granted, less what it used).
+    pub(crate) peer: u32,
+    /// The window a channel grows to when the budget allows.
+    pub(crate) target: u32,
+    /// The least a channel keeps: one maximum packet.
+    pub(crate) floor: u32,
+}
+
+impl Inbox {
+    /// Starts the accounting of a channel that granted `window` at its opening, reserved from
+    /// `budget`.
+    pub(crate) fn open(
+        &mut self,
+        flow: &ReceiveFlow,
+        wake: &Arc<FlowWake>,
+        id: ChannelId,
+        window: u32,
+        budget: Option<Arc<WindowBudget>>,
+    ) {
+        let _ = flow.session.set((wake.clone(), id));
+        self.reservation = window;
+        self.budget = budget;
+        self.set_threshold(flow);
+    }
+
+    /// Queues `msg` for the channel's reader without waiting: into its queue while there is
+    /// room and nothing is backlogged, else into the backlog.
+    pub(crate) fn deliver(&mut self, queue: &Sender<ChannelMsg>, flow: &ReceiveFlow, msg: ChannelMsg) {
+        let charge = payload_len(&msg) + MESSAGE_OVERHEAD;
+        let msg = if self.backlog.is_empty() {
+            match queue.try_send(msg) {
+                Ok(()) => {
+                    self.held += charge;
+                    return;
+                }
+                // The reader is gone: nobody will consume it.
+                Err(TrySendError::Closed(_)) => return,
+                Err(TrySendError::Full(msg)) => msg,
+            }
+        } else {
+            msg
+        };
+        self.held += charge;
+        if let (Some(ChannelMsg::Data { data: last }), ChannelMsg::Data { data }) =
+            (self.backlog.back_mut(), &msg)
+            && last.len() + data.len() < MERGE_BELOW
+        {
+            let mut merged = BytesMut::with_capacity(last.len() + data.len());
+            merged.extend_from_slice(last);
+            merged.extend_from_slice(data);
+            *last = merged.freeze();
+            self.held -= MESSAGE_OVERHEAD;
+        } else {
+            self.backlog.push_back(msg);
+        }
+        // Set before the retry: a reader that empties the queue from now on sees it and
+        // wakes the session; one that emptied it before leaves room for the retry.
+        flow.backlogged.store(true, Ordering::SeqCst);
+        self.refill(queue, flow);
+    }
+
+    /// Moves backlogged messages into the queue while it has room.
+    fn refill(&mut self, queue: &Sender<ChannelMsg>, flow: &ReceiveFlow) {
+        while let Some(msg) = self.backlog.pop_front() {
+            match queue.try_send(msg) {
+                Ok(()) => {}
+                Err(TrySendError::Full(msg)) => {
+                    self.backlog.push_front(msg);
+                    return;
+                }
+                Err(TrySendError::Closed(_)) => {
+                    self.backlog.clear();
+                    break;
+                }
+            }
+        }
+        flow.backlogged.store(false, Ordering::SeqCst);
+    }
+
+    /// Takes in what the reader consumed, refills its queue, and returns the window adjust to
+    /// send, if any: OpenSSH's rule, once the peer's window is below half the reservation or
+    /// more than three packets can be granted.
+    pub(crate) fn settle(
+        &mut self,
+        queue: &Sender<ChannelMsg>,
+        flow: &ReceiveFlow,
+        window: Option<Window>,
+    ) -> Option<u32> {
+        // Cleared first: consumption after the swaps below marks the channel again.
+        flow.marked.store(false, Ordering::SeqCst);
+        let consumed = flow.consumed.swap(0, Ordering::SeqCst);
+        let taken = flow.taken.swap(0, Ordering::SeqCst);
+        self.held = self
+            .held
+            .saturating_sub(consumed + taken * MESSAGE_OVERHEAD);
+        if !self.backlog.is_empty() {
+            self.refill(queue, flow);
+        }
+        let window = window?;
+        let outstanding = u32::try_from(self.held)
+            .unwrap_or(u32::MAX)
+            .saturating_add(window.peer);
+        self.resize(&window, outstanding);
+        self.set_threshold(flow);
+        let room = self.reservation.saturating_sub(outstanding);
+        let due = window.peer < self.reservation / 2 || room > 3 * window.floor;
+        (room > 0 && due).then_some(room)
+    }
+
+    /// Grows the reservation towards the target while the budget has room, and shrinks it
+    /// towards the floor while floors overdraw the budget.
+    fn resize(&mut self, window: &Window, outstanding: u32) {
+        let Some(budget) = &self.budget else {
+            self.reservation = self.reservation.max(window.target);
+            return;
+        };
+        let available = budget.available();
+        if available < 0 {
+            let keep = window.floor.max(outstanding);
+            let spare = self.reservation.saturating_sub(keep);
+            let back = spare.min(u32::try_from(-available).unwrap_or(u32::MAX));
+            self.reservation -= back;
+            budget.give_back(back);
+        } else if self.reservation < window.target {
+            self.reservation += budget.take(window.target - self.reservation, 0);
+        }
+    }
+
+    fn set_threshold(&self, flow: &ReceiveFlow) {
+        flow.threshold
+            .store((self.reservation / 4).max(1) as usize, Ordering::SeqCst);
+    }
+
+    pub(crate) fn is_drained(&self) -> bool {
+        self.backlog.is_empty()
+    }
+
+    #[cfg(test)]
+    pub(crate) fn held(&self) -> usize {
+        self.held
+    }
+
+    #[cfg(test)]
+    pub(crate) fn reservation(&self) -> u32 {
+        self.reservation
+    }
+}
+
+fn payload_len(msg: &ChannelMsg) -> usize {
+    match msg {
+        ChannelMsg::Data { data } | ChannelMsg::ExtendedData { data, .. } => data.len(),
+        _ => 0,
+    }
+}
