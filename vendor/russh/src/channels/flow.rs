@@ -352,3 +352,186 @@ fn payload_len(msg: &ChannelMsg) -> usize {
         _ => 0,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use tokio::sync::mpsc::{Receiver, channel};
+
+    use super::*;
+
+    const PACKET: u32 = 32 * 1024;
+
+    struct Harness {
+        inbox: Inbox,
+        flow: Arc<ReceiveFlow>,
+        wake: Arc<FlowWake>,
+        queue: Sender<ChannelMsg>,
+        reader: Receiver<ChannelMsg>,
+        /// What the peer may still send.
+        peer: u32,
+        /// The window the channel opened with, which it grows back to.
+        target: u32,
+    }
+
+    impl Harness {
+        fn new(capacity: usize, window: u32, budget: Option<Arc<WindowBudget>>) -> Self {
+            let (queue, reader) = channel(capacity);
+            let (flow, wake) = (Arc::new(ReceiveFlow::default()), Arc::new(FlowWake::default()));
+            let mut inbox = Inbox::default();
+            inbox.open(&flow, &wake, ChannelId(1), window, budget);
+            Harness { inbox, flow, wake, queue, reader, peer: window, target: window }
+        }
+
+        fn receive(&mut self, len: usize) {
+            self.peer -= len as u32;
+            let data = Bytes::from(vec![b'x'; len]);
+            self.inbox.deliver(&self.queue, &self.flow, ChannelMsg::Data { data });
+        }
+
+        /// The reader takes one message (and, in auto mode, consumes it).
+        fn take(&mut self) -> Option<ChannelMsg> {
+            let msg = self.reader.try_recv().ok()?;
+            self.flow.taken(&msg);
+            Some(msg)
+        }
+
+        fn settle(&mut self) -> Option<u32> {
+            let window = Window { peer: self.peer, target: self.target, floor: PACKET };
+            let grant = self.inbox.settle(&self.queue, &self.flow, Some(window));
+            self.peer += grant.unwrap_or(0);
+            grant
+        }
+    }
+
+    #[test]
+    fn arrival_grants_nothing_and_consumption_grants_what_was_consumed() {
+        let mut h = Harness::new(100, 1 << 20, None);
+        for _ in 0..24 {
+            h.receive(32 * 1024);
+        }
+        assert_eq!(h.settle(), None, "data that only arrived must not open the window");
+        assert!(h.wake.take_dirty().is_empty());
+        for _ in 0..24 {
+            h.take();
+        }
+        // 768 KiB consumed: the peer's window (256 KiB) is below half, so the reader woke the
+        // session and everything consumed is granted again.
+        assert_eq!(h.wake.take_dirty(), [ChannelId(1)]);
+        assert_eq!(h.settle(), Some(24 * 32 * 1024));
+        assert_eq!(h.inbox.held(), 0);
+        assert_eq!(h.peer, 1 << 20);
+    }
+
+    #[test]
+    fn a_manual_consumer_opens_the_window_only_as_it_reports() {
+        let mut h = Harness::new(100, 1 << 20, None);
+        let consumer = WindowConsumer(h.flow.clone());
+        h.flow.set_manual();
+        for _ in 0..20 {
+            h.receive(32 * 1024);
+            h.take();
+        }
+        assert_eq!(h.settle(), None, "taken but not consumed");
+        consumer.consumed(20 * 32 * 1024);
+        assert_eq!(h.settle(), Some(20 * 32 * 1024));
+    }
+
+    #[test]
+    fn a_full_queue_backlogs_in_order_and_the_close_comes_last() {
+        let mut h = Harness::new(2, 1 << 20, None);
+        for len in [40_000, 40_001, 40_002, 40_003] {
+            h.receive(len);
+        }
+        h.inbox
+            .deliver(&h.queue, &h.flow, ChannelMsg::Eof);
+        h.inbox
+            .deliver(&h.queue, &h.flow, ChannelMsg::Close);
+        h.inbox.closing = true;
+        assert!(!h.inbox.is_drained());
+        let mut lens = Vec::new();
+        loop {
+            match h.take() {
+                Some(ChannelMsg::Data { data }) => lens.push(data.len()),
+                Some(ChannelMsg::Eof) => lens.push(0),
+                Some(ChannelMsg::Close) => break,
+                Some(other) => panic!("unexpected {other:?}"),
+                // The reader finds its queue empty: the session refills it.
+                None => {
+                    assert_eq!(h.wake.take_dirty(), [ChannelId(1)]);
+                    h.settle();
+                }
+            }
+        }
+        assert_eq!(lens, [40_000, 40_001, 40_002, 40_003, 0]);
+        assert!(h.inbox.is_drained(), "the closed channel can go now");
+    }
+
+    #[test]
+    fn a_flood_of_one_byte_messages_is_merged_and_charged_its_overhead() {
+        let window = 256 * 1024;
+        let mut h = Harness::new(100, window, None);
+        // The peer sends one byte per message until its window is used, and nobody reads.
+        for _ in 0..window {
+            h.receive(1);
+        }
+        // 100 messages queued, the rest merged into a few backlog entries.
+        assert!(h.inbox.backlog.len() <= (window as usize / MERGE_BELOW) + 2);
+        let queued_overhead = (100 + h.inbox.backlog.len()) * MESSAGE_OVERHEAD;
+        assert_eq!(h.inbox.held(), window as usize + queued_overhead);
+        // Overhead counts against the window: consuming the queue's 100 bytes grants nothing,
+        // as what is held already exceeds the reservation.
+        for _ in 0..100 {
+            h.take();
+        }
+        assert_eq!(h.settle(), None);
+        // Once the reader has consumed it all, the window is granted again, all but less than
+        // the three packets OpenSSH's rule lets wait for the next adjust.
+        while h.take().is_some() || !h.inbox.is_drained() {
+            h.settle();
+        }
+        assert_eq!(h.inbox.held(), 0);
+        assert!(window - h.peer <= 3 * PACKET, "peer window {} of {window}", h.peer);
+    }
+
+    #[test]
+    fn a_tight_budget_gives_the_floor_and_shrinks_windows_towards_it() {
+        let budget = Arc::new(WindowBudget::new(1 << 20));
+        assert_eq!(budget.take(1 << 20, PACKET), 1 << 20);
+        // Nothing left: a new channel still gets one packet, overdrawing the budget.
+        assert_eq!(budget.take(1 << 20, PACKET), PACKET);
+        assert_eq!(budget.available(), -i64::from(PACKET));
+        budget.give_back(PACKET);
+        budget.give_back(1 << 20);
+        assert_eq!(budget.available(), 1 << 20);
+
+        let budget = Arc::new(WindowBudget::new(1 << 20));
+        let reserved = budget.take(1 << 20, PACKET);
+        let mut h = Harness::new(100, reserved, Some(budget.clone()));
+        // Another channel opens with nothing left and overdraws by its floor.
+        let floor = budget.take(1 << 20, PACKET);
+        assert_eq!(budget.available(), -i64::from(floor));
+        for _ in 0..16 {
+            h.receive(32 * 1024);
+            h.take();
+        }
+        // Consumed 512 KiB: the window is granted again only up to a reservation shrunk by
+        // the overdraft, which goes back to the budget.
+        let grant = h.settle().expect("half the window was consumed");
+        assert_eq!(grant, 512 * 1024 - PACKET);
+        assert_eq!(h.inbox.reservation(), (1 << 20) - PACKET);
+        assert_eq!(budget.available(), 0);
+        drop(h);
+        assert_eq!(budget.available(), i64::from((1 << 20) - PACKET));
+    }
+
+    #[test]
+    fn a_reader_that_went_away_costs_nothing() {
+        let mut h = Harness::new(1, 1 << 20, None);
+        drop(std::mem::replace(&mut h.reader, channel(1).1));
+        h.receive(1000);
+        h.receive(1000);
+        assert_eq!(h.inbox.held(), 0);
+        assert!(h.inbox.is_drained());
+    }
+}
