@@ -7,7 +7,7 @@
 //! - `LAZYTUNNEL_BENCH_QUICK=1`: smaller transfers and fewer repetitions (about 20 s);
 //! - `LAZYTUNNEL_BENCH_ONLY=throughput,parallel,latency,cold,idle,many,far`: just those parts;
 //! - `LAZYTUNNEL_BENCH_CIPHERS=default` or `aes256-gcm`: just that cipher setting;
-//! - `LAZYTUNNEL_BENCH_CONFIG='connection_buffer = "32MiB"'`: extra lines for lazytunnel's config;
+//! - `LAZYTUNNEL_BENCH_CONFIG='receive_budget = "256MiB"'`: extra lines for lazytunnel's config;
 //! - `LAZYTUNNEL_BENCH_MIB=N`, `LAZYTUNNEL_BENCH_REPS=N`: bytes per transfer, repetitions.
 //!
 //! Runs of the two tools alternate (lazytunnel first on even repetitions, OpenSSH first on odd

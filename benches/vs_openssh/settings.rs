@@ -22,7 +22,7 @@ pub struct Settings {
     pub idle_forwards: usize,
     pub many: usize,
     pub only: Option<Vec<String>>,
-    /// Extra top-level lines for lazytunnel's config, e.g. `connection_buffer = "32MiB"`.
+    /// Extra top-level lines for lazytunnel's config, e.g. `receive_budget = "256MiB"`.
     pub lazytunnel_config: String,
     /// Cipher settings to run: "default", "aes256-gcm" or both.
     pub ciphers: Option<String>,

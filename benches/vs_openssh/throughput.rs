@@ -37,8 +37,7 @@ pub struct Transfer {
 }
 
 /// Moves `total` bytes in `streams` equal parts at once through `port`, while `pid` forwards
-/// to the sshd listening as `sshd_pid`. An error if any stream was cut (lazytunnel resets a
-/// client that falls `connection_buffer` behind a download, see the README).
+/// to the sshd listening as `sshd_pid`. An error if any stream was cut.
 pub async fn transfer(
     pid: u32,
     sshd_pid: u32,
