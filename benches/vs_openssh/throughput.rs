@@ -38,7 +38,7 @@ pub struct Transfer {
 
 /// Moves `total` bytes in `streams` equal parts at once through `port`, while `pid` forwards
 /// to the sshd listening as `sshd_pid`. An error if any stream was cut (lazytunnel resets a
-/// client that falls `connection_buffer` behind a download, see the README).
+/// client that falls `connection_buffer` behind a download, see docs/architecture.md).
 pub async fn transfer(
     pid: u32,
     sshd_pid: u32,
