@@ -143,6 +143,17 @@ pub fn wait_for_exit_blocking(child: &mut Child, timeout: Duration) -> Option<Ex
     }
 }
 
+/// Reports that a test cannot run here because `reason` (a tool, root, a kernel feature) is
+/// missing. Under `CI=true` that fails the test: CI installs every prerequisite
+/// (`scripts/test`), so a missing one is a broken set-up that must not pass as green. On a
+/// developer's machine the test is skipped, saying why; the caller returns early.
+pub fn prerequisite_missing(reason: &str) {
+    if std::env::var("CI").is_ok_and(|ci| ci == "true") {
+        panic!("prerequisite missing under CI=true: {reason}");
+    }
+    eprintln!("skipped: {reason}");
+}
+
 /// Writes `contents` to `path`, panicking with the path on failure.
 pub fn write_file(path: &Path, contents: &str) {
     std::fs::write(path, contents)
