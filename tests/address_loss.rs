@@ -2,7 +2,8 @@
 //! the daemon notices from the kernel's address events and gives the session up within about a
 //! second, instead of the minute its keepalives would take; Linux itself keeps such a
 //! connection open silently. Runs in a network namespace of its own; skips (with a message)
-//! where namespaces are unavailable, i.e. not root or no `ip netns`. CI runs it as root.
+//! where namespaces are unavailable, i.e. not root or no `ip netns`, and fails there under
+//! `CI=true`. CI runs it as root.
 
 mod common;
 
