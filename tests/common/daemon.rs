@@ -281,6 +281,17 @@ impl TestDaemon {
             .await
     }
 
+    /// `lazytunnel status --json` against this daemon, parsed; panics unless it succeeds.
+    pub fn status_json(&self) -> serde_json::Value {
+        let output = self.cli(["status", "--json"]);
+        assert!(
+            output.status.success(),
+            "status --json: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice(&output.stdout).expect("status --json prints JSON")
+    }
+
     /// Sends a signal by name (`TERM`, `INT`, `HUP`, ...).
     pub fn signal(&self, signal: &str) -> bool {
         send_signal(self.child.id(), signal)

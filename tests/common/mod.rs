@@ -114,6 +114,23 @@ pub async fn wait_for_count(
     }
 }
 
+/// For specs that something does *not* happen, which no event can signal: evaluates `fact`
+/// every [`POLL_INTERVAL`] for all of `window` and panics, with what `fact` returned, at the
+/// first observation where it does not hold. Callers choose `window` from the timers that
+/// would make it happen, and say why in a comment.
+pub async fn holds_throughout(window: Duration, mut fact: impl FnMut() -> Result<(), String>) {
+    let deadline = Instant::now() + window;
+    loop {
+        if let Err(broken) = fact() {
+            panic!("within {window:?}: {broken}");
+        }
+        if Instant::now() >= deadline {
+            return;
+        }
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}
+
 /// Polls `child` every [`POLL_INTERVAL`] until it exits or `timeout` passes; returns its exit
 /// status if it exited.
 pub async fn wait_for_exit(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
