@@ -130,12 +130,12 @@ async fn attempts_back_off_exponentially_however_many_clients_keep_arriving() {
 
     let accepts = server.accepts();
     let gaps: Vec<Duration> = accepts.windows(2).map(|w| w[1] - w[0]).collect();
-    // Nominal delays 1, 2, 4 s, each within +-20%, plus the time for the next client to
-    // arrive and the attempt to fail: the fourth attempt comes by 8.4 s and the fifth, 8 s
-    // (-20%) after it, no sooner than 12 s: exactly four in 10 s, whatever the jitter.
-    assert_eq!(
-        accepts.len(),
-        4,
+    // Nominal delays 1, 2, 4 s, each within +-20%: the fourth attempt is due by about 8.4 s
+    // (later on a slow machine, which may push it past the 10 s of demand), and the fifth
+    // no sooner than 0.8 x (1 + 2 + 4 + 8) = 12 s. So three or four attempts; more would
+    // mean clients caused attempts of their own. The gaps below are the schedule itself.
+    assert!(
+        (3..=4).contains(&accepts.len()),
         "{sent} clients caused {} attempts, gaps {gaps:?}",
         accepts.len()
     );
