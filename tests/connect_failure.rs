@@ -104,7 +104,10 @@ async fn held_clients_share_attempts_and_are_reset_once_none_is_due_within_conne
         took >= gap,
         "clients were reset before the retry ({took:?})"
     );
-    assert_eq!(daemon.log_file().count("session failed (transient)"), 2);
+    let host = daemon.sole_host_status();
+    assert_eq!(host["attempts"], 2, "{host}");
+    assert_eq!(host["failures"], 2, "{host}");
+    assert_eq!(host["state"], "backoff", "{host}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -160,10 +163,15 @@ async fn rejected_authentication_is_permanent_and_not_retried_before_backoff_max
         .await
         .expect("the first client was neither served nor reset");
     assert_reset(ended, "client of a host that rejects our key");
-    let line = daemon
-        .wait_for_log("session failed (permanent)", TIMEOUT)
-        .await;
-    assert!(line.contains("rejected"), "{line}");
+    // The client is reset only once the attempt's outcome is recorded.
+    let host = daemon.sole_host_status();
+    assert_eq!(host["state"], "failed", "{host}");
+    assert!(
+        host["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("rejected")),
+        "{host}"
+    );
 
     // Later clients are reset at once with the same reason, without a new attempt.
     for _ in 0..5 {
@@ -181,5 +189,5 @@ async fn rejected_authentication_is_permanent_and_not_retried_before_backoff_max
         "{}",
         sshd.log()
     );
-    assert_eq!(daemon.log_file().count("session failed"), 1);
+    assert_eq!(daemon.sole_host_status()["attempts"], 1);
 }

@@ -56,9 +56,11 @@ async fn idle_session_closes_after_the_idle_timeout_and_the_next_client_opens_a_
     echo_once(&mut client, b"second").await;
     assert_eq!(sshd.established_connections(), 1);
     assert_eq!(sshd.log().matches("Connection from").count(), 2);
-    assert_eq!(daemon.log_file().count("session up"), 2);
+    let host = daemon.sole_host_status();
+    assert_eq!(host["sessions_opened"], 2, "{host}");
+    assert_eq!(host["attempts"], 2, "{host}");
     // A session retired for idleness is not "lost": the next one is no reconnect.
-    assert_eq!(daemon.log_file().count("reconnecting"), 0);
+    assert_eq!(host["reconnects"], 0, "{host}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -72,20 +74,12 @@ async fn session_carrying_an_idle_connection_outlives_the_idle_timeout() {
 
     // Were the held connection not counted, the idle timer would close the session IDLE after
     // it opened; three periods give that timer room to fire late on a loaded machine. The
-    // session is watched throughout, not once at the end: the same one stays up (its `since`
-    // does not move) and sshd keeps exactly one connection.
-    let status = daemon.status_json();
-    assert_eq!(
-        status["hosts"].as_array().map(Vec::len),
-        Some(1),
-        "{status}"
-    );
-    let since = status["hosts"][0]["since"].clone();
+    // session is watched throughout, not once at the end: the same one stays up (no second
+    // session opened) and sshd keeps exactly one connection.
     holds_throughout(3 * IDLE, || {
-        let status = daemon.status_json();
-        let host = &status["hosts"][0];
+        let host = daemon.sole_host_status();
         let connections = sshd.established_connections();
-        if host["state"] != "up" || host["since"] != since || connections != 1 {
+        if host["state"] != "up" || host["sessions_opened"] != 1 || connections != 1 {
             return Err(format!("session not kept: {host} ({connections} at sshd)"));
         }
         Ok(())
@@ -98,7 +92,7 @@ async fn session_carrying_an_idle_connection_outlives_the_idle_timeout() {
     daemon
         .wait_for_log("session closed after idle timeout", TIMEOUT)
         .await;
-    assert_eq!(daemon.log_file().count("session up"), 1);
+    assert_eq!(daemon.sole_host_status()["sessions_opened"], 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -139,8 +133,9 @@ async fn session_death_resets_its_clients_and_the_next_client_gets_a_fresh_sessi
     daemon.wait_for_log("session down", TIMEOUT).await;
     let mut client = after.connect().await;
     echo_once(&mut client, b"after the session died").await;
-    assert_eq!(daemon.log_file().count("session up"), 2);
-    assert_eq!(daemon.log_file().count("reconnecting"), 1);
+    let host = daemon.sole_host_status();
+    assert_eq!(host["sessions_opened"], 2, "{host}");
+    assert_eq!(host["reconnects"], 1, "{host}");
     assert_eq!(sshd.established_connections(), 1);
 }
 
@@ -171,7 +166,7 @@ async fn refused_target_resets_its_client_promptly_and_spares_the_other_channels
         .await;
     echo_once(&mut held, b"after").await;
     assert_eq!(sshd.established_connections(), 1);
-    assert_eq!(daemon.log_file().count("session up"), 1);
+    assert_eq!(daemon.sole_host_status()["sessions_opened"], 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
