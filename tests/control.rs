@@ -223,7 +223,7 @@ async fn connect_opens_the_hosts_session_without_a_client() {
     // The connection that follows uses that session.
     let mut client = forward.connect().await;
     echo_once(&mut client, b"prewarmed").await;
-    assert_eq!(daemon.log_file().count("session up"), 1);
+    assert_eq!(daemon.sole_host_status()["sessions_opened"], 1);
     let again = daemon.cli(["connect", "test"]);
     assert!(stdout(&again).contains("already up"), "{}", stdout(&again));
 
