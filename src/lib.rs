@@ -15,6 +15,7 @@ pub mod forward;
 pub mod jump;
 pub mod known_hosts;
 pub mod listener;
+pub mod manual;
 pub mod memory;
 pub mod netwatch;
 pub mod service;

@@ -7,14 +7,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use lazytunnel::config::Config;
 use lazytunnel::control::{client, server};
 use lazytunnel::listener::BoundForward;
 use lazytunnel::service::install::{self, Manager};
 use lazytunnel::service::lock::InstanceLock;
 use lazytunnel::service::{activation, detach, idle, paths, systemd};
-use lazytunnel::{check, daemon};
+use lazytunnel::{check, daemon, manual};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
@@ -22,7 +22,7 @@ use tracing_subscriber::EnvFilter;
 
 /// Lazy, multiplexed, self-healing SSH port forwarding.
 #[derive(Parser)]
-#[command(name = "lazytunnel", version, about)]
+#[command(name = "lazytunnel", version, about, long_about = manual::LONG_ABOUT)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -62,6 +62,13 @@ enum Command {
     Uninstall {
         #[command(subcommand)]
         manager: UninstallManager,
+    },
+    /// Print the shell completion script for SHELL.
+    Completions { shell: clap_complete::Shell },
+    /// Write the man pages (lazytunnel.1, lazytunnel-run.1, ...) into DIR.
+    Man {
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
     },
 }
 
@@ -181,6 +188,12 @@ fn main() -> ExitCode {
             UninstallManager::Launchd { label } => install::uninstall(Manager::Launchd, &label),
             UninstallManager::Systemd => install::uninstall(Manager::Systemd, ""),
         },
+        Command::Completions { shell } => {
+            manual::completions(Cli::command(), shell, &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Man { dir } => manual::man_pages(Cli::command(), &dir)
+            .map(|pages| pages.iter().for_each(|p| println!("{}", p.display()))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -104,7 +104,10 @@ async fn held_clients_share_attempts_and_are_reset_once_none_is_due_within_conne
         took >= gap,
         "clients were reset before the retry ({took:?})"
     );
-    assert_eq!(daemon.log_file().count("session failed (transient)"), 2);
+    let host = daemon.sole_host_status();
+    assert_eq!(host["attempts"], 2, "{host}");
+    assert_eq!(host["failures"], 2, "{host}");
+    assert_eq!(host["state"], "backoff", "{host}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -130,12 +133,12 @@ async fn attempts_back_off_exponentially_however_many_clients_keep_arriving() {
 
     let accepts = server.accepts();
     let gaps: Vec<Duration> = accepts.windows(2).map(|w| w[1] - w[0]).collect();
-    // Nominal delays 1, 2, 4 s, each within +-20%, plus the time for the next client to
-    // arrive and the attempt to fail: the fourth attempt comes by 8.4 s and the fifth, 8 s
-    // (-20%) after it, no sooner than 12 s: exactly four in 10 s, whatever the jitter.
-    assert_eq!(
-        accepts.len(),
-        4,
+    // Nominal delays 1, 2, 4 s, each within +-20%: the fourth attempt is due by about 8.4 s
+    // (later on a slow machine, which may push it past the 10 s of demand), and the fifth
+    // no sooner than 0.8 x (1 + 2 + 4 + 8) = 12 s. So three or four attempts; more would
+    // mean clients caused attempts of their own. The gaps below are the schedule itself.
+    assert!(
+        (3..=4).contains(&accepts.len()),
         "{sent} clients caused {} attempts, gaps {gaps:?}",
         accepts.len()
     );
@@ -160,10 +163,15 @@ async fn rejected_authentication_is_permanent_and_not_retried_before_backoff_max
         .await
         .expect("the first client was neither served nor reset");
     assert_reset(ended, "client of a host that rejects our key");
-    let line = daemon
-        .wait_for_log("session failed (permanent)", TIMEOUT)
-        .await;
-    assert!(line.contains("rejected"), "{line}");
+    // The client is reset only once the attempt's outcome is recorded.
+    let host = daemon.sole_host_status();
+    assert_eq!(host["state"], "failed", "{host}");
+    assert!(
+        host["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("rejected")),
+        "{host}"
+    );
 
     // Later clients are reset at once with the same reason, without a new attempt.
     for _ in 0..5 {
@@ -181,5 +189,5 @@ async fn rejected_authentication_is_permanent_and_not_retried_before_backoff_max
         "{}",
         sshd.log()
     );
-    assert_eq!(daemon.log_file().count("session failed"), 1);
+    assert_eq!(daemon.sole_host_status()["attempts"], 1);
 }

@@ -40,6 +40,9 @@ async fn status_reports_the_live_session_its_channels_and_bytes_per_host_and_for
     assert!(local.ip().is_loopback(), "{host}");
     assert_eq!(host["reconnects"], 0);
     assert_eq!(host["failures"], 0);
+    // Both connections were served by one attempt's session.
+    assert_eq!(host["attempts"], 1, "{host}");
+    assert_eq!(host["sessions_opened"], 1, "{host}");
     let rtt = Duration::from_micros(host["path_rtt_us"].as_u64().expect("a round trip"));
     assert_window_follows(host["window"].as_u64().expect("a window"), rtt);
     assert_eq!(host["bytes_up"], 1024);
@@ -220,7 +223,7 @@ async fn connect_opens_the_hosts_session_without_a_client() {
     // The connection that follows uses that session.
     let mut client = forward.connect().await;
     echo_once(&mut client, b"prewarmed").await;
-    assert_eq!(daemon.log_file().count("session up"), 1);
+    assert_eq!(daemon.sole_host_status()["sessions_opened"], 1);
     let again = daemon.cli(["connect", "test"]);
     assert!(stdout(&again).contains("already up"), "{}", stdout(&again));
 

@@ -112,7 +112,7 @@ async fn concurrent_clients_of_two_forwards_to_one_host_share_one_ssh_connection
         1,
         "more than one SSH connection"
     );
-    assert_eq!(daemon.log_file().count("session up"), 1);
+    assert_eq!(daemon.sole_host_status()["sessions_opened"], 1);
     let mut transfers = JoinSet::new();
     for (seed, client) in clients {
         let data = deterministic_bytes(seed as u64, 20_000 + seed);
@@ -300,7 +300,7 @@ async fn every_finished_connection_closes_its_channel_on_the_server() {
     let mut client = forward.connect().await;
     echo_once(&mut client, b"after the churn").await;
     assert_eq!(sshd.established_connections(), 1);
-    assert_eq!(daemon.log_file().count("session up"), 1);
+    assert_eq!(daemon.sole_host_status()["sessions_opened"], 1);
 }
 
 /// An ssh_config defining `test` for `test_sshd` and `other` for `other_sshd`.

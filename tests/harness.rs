@@ -416,7 +416,7 @@ fn proc_net_tcp_rows_count_only_established_on_the_local_port() {
 fn daemon_helper_runs_the_lazytunnel_binary() {
     // CARGO_BIN_EXE_lazytunnel exists only when this file is built as a lazytunnel test.
     if common::daemon::lazytunnel_bin().is_none() {
-        eprintln!("skipped: no lazytunnel binary in this crate");
+        common::prerequisite_missing("no lazytunnel binary in this crate");
         return;
     }
 

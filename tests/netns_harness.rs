@@ -5,7 +5,7 @@
 //! address-loss detection is up against.
 //!
 //! Every test skips (returns early, with a message) where namespaces are unavailable: not root,
-//! or no `ip netns`. CI runs them as root.
+//! or no `ip netns`; under `CI=true` that fails instead. CI runs them as root.
 
 mod common;
 

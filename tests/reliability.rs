@@ -93,7 +93,7 @@ async fn a_client_arriving_on_a_blackholed_session_is_held_and_served_on_a_new_o
         .await
         .expect("the connection on the dead session was not cut");
     assert_reset(ended, "connection on the blackholed session");
-    assert_eq!(s.daemon.log_file().count("session up"), 2);
+    assert_eq!(s.daemon.sole_host_status()["sessions_opened"], 2);
     assert_eq!(s.daemon.log_file().count("connection refused"), 0);
     assert_eq!(s.proxy.accepted(), 2);
 }
@@ -125,7 +125,7 @@ async fn keepalives_find_a_blackholed_session_within_interval_times_max_plus_one
     // The next client gets a new session at once.
     let mut next = s.forward.connect().await;
     echo_once(&mut next, b"on a new session").await;
-    assert_eq!(s.daemon.log_file().count("session up"), 2);
+    assert_eq!(s.daemon.sole_host_status()["sessions_opened"], 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -145,7 +145,7 @@ async fn a_slow_path_is_not_mistaken_for_a_dead_one() {
         .wait_for_log("probing session: a channel open got no reply", TIMEOUT)
         .await;
     assert_eq!(s.daemon.log_file().count("session down"), 0);
-    assert_eq!(s.daemon.log_file().count("session up"), 1);
+    assert_eq!(s.daemon.sole_host_status()["sessions_opened"], 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -163,7 +163,7 @@ async fn a_reset_session_is_replaced_for_the_next_client() {
 
     let mut next = s.forward.connect().await;
     echo_once(&mut next, b"after").await;
-    assert_eq!(s.daemon.log_file().count("reconnecting"), 1);
+    assert_eq!(s.daemon.sole_host_status()["reconnects"], 1);
     assert_eq!(s.echo.accepted(), 2);
 }
 
@@ -190,7 +190,7 @@ async fn a_client_held_across_an_sshd_restart_is_served_when_it_is_back() {
     s.sshd.start_again();
     echo_once(&mut held, b"served after the restart").await;
 
-    assert_eq!(s.daemon.log_file().count("session up"), 2);
+    assert_eq!(s.daemon.sole_host_status()["sessions_opened"], 2);
     assert_eq!(s.daemon.log_file().count("connection refused"), 0);
 }
 

@@ -90,7 +90,7 @@ async fn reload_adds_removes_and_changes_forwards_while_an_unchanged_connection_
         1,
         "the session was replaced"
     );
-    assert_eq!(daemon.log_file().count("session up"), 1);
+    assert_eq!(daemon.sole_host_status()["sessions_opened"], 1);
     daemon
         .wait_for_log("settings changed: the next session uses them", PROMPTLY)
         .await;
@@ -123,7 +123,7 @@ async fn reload_adds_removes_and_changes_forwards_while_an_unchanged_connection_
     );
     echo_once(&mut held, b"and still").await;
     // Every forward of the host, old and new, still shares the one session.
-    assert_eq!(daemon.log_file().count("session up"), 1);
+    assert_eq!(daemon.sole_host_status()["sessions_opened"], 1);
     assert_eq!(sshd.established_connections(), 1);
 }
 

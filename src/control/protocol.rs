@@ -85,6 +85,12 @@ pub struct Host {
     pub remote_addr: Option<String>,
     pub failures: u32,
     pub reconnects: u64,
+    /// Since the daemon started: connect attempts started (one per attempt, however many
+    /// connections waited on it) and sessions opened (after idling out as well as after a loss).
+    #[serde(default)]
+    pub attempts: u64,
+    #[serde(default)]
+    pub sessions_opened: u64,
     /// `up`: channels open on the session, else 0.
     pub channels: usize,
     /// `up`: the receive window each channel grants the server (bytes), and the round trip
@@ -136,6 +142,8 @@ impl From<HostStatus> for Host {
             remote_addr: None,
             failures: status.failures,
             reconnects: status.reconnects,
+            attempts: status.attempts,
+            sessions_opened: status.sessions_opened,
             channels: 0,
             window: None,
             path_rtt_us: None,

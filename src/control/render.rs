@@ -158,6 +158,8 @@ mod tests {
                 remote_addr: None,
                 failures: 1,
                 reconnects: 0,
+                attempts: 1,
+                sessions_opened: 0,
                 channels: 0,
                 window: None,
                 path_rtt_us: None,

@@ -92,9 +92,22 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_shutdown_ends_the_watch() {
+    async fn a_shutdown_ends_the_watch_of_a_busy_daemon() {
         let shutdown = CancellationToken::new();
+        // Never idle, so only the shutdown can end the watch.
+        let watcher = tokio::spawn(exit_when_idle(AFTER, || false, shutdown.clone()));
+        tokio::time::sleep(3 * AFTER).await;
+        assert!(
+            !watcher.is_finished(),
+            "the watch ended on its own while busy"
+        );
+
         shutdown.cancel();
-        exit_when_idle(AFTER, || false, shutdown).await;
+
+        // A bounded wait, so a watch that ignored the shutdown fails the test, not hangs it.
+        tokio::time::timeout(Duration::from_secs(1), watcher)
+            .await
+            .expect("the watch outlived the shutdown")
+            .unwrap();
     }
 }

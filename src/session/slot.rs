@@ -62,6 +62,10 @@ pub(super) struct SlotState {
     pub(super) failures: u32,
     /// Sessions opened after one was lost.
     pub(super) reconnects: u64,
+    /// Connect attempts started, and sessions they opened, since the daemon started: what
+    /// status reports so that "no new session" and "attempts shared" can be observed.
+    pub(super) attempts: u64,
+    pub(super) sessions_opened: u64,
     /// The last session died rather than being retired: the next one is a reconnect.
     pub(super) lost: bool,
 }
@@ -80,6 +84,8 @@ impl HostSlot {
             since: SystemTime::now(),
             failures: 0,
             reconnects: 0,
+            attempts: 0,
+            sessions_opened: 0,
             lost: false,
         };
         HostSlot {
@@ -138,6 +144,7 @@ impl HostSlot {
         let host = self.host();
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
         let reconnecting = self.state.borrow().lost;
+        self.state.send_modify(|s| s.attempts += 1);
         if reconnecting {
             info!(%host, "reconnecting: the previous session was lost");
         } else {
@@ -164,6 +171,7 @@ impl HostSlot {
                 self.state.send_modify(|s| {
                     s.enter(Phase::Up(session.clone()));
                     s.failures = 0;
+                    s.sessions_opened += 1;
                     if s.lost {
                         s.reconnects += 1;
                         s.lost = false;

@@ -45,6 +45,9 @@ pub struct HostStatus {
     pub failures: u32,
     /// Sessions opened after one was lost.
     pub reconnects: u64,
+    /// Connect attempts started, and sessions opened, since the daemon started.
+    pub attempts: u64,
+    pub sessions_opened: u64,
     /// Bytes carried for this host's connections since the daemon started.
     pub bytes: Transferred,
 }
@@ -80,6 +83,8 @@ impl SessionManager {
                     since: state.since,
                     failures: state.failures,
                     reconnects: state.reconnects,
+                    attempts: state.attempts,
+                    sessions_opened: state.sessions_opened,
                     bytes: slot.traffic.get(),
                 }
             })

@@ -281,6 +281,26 @@ impl TestDaemon {
             .await
     }
 
+    /// `lazytunnel status --json` against this daemon, parsed; panics unless it succeeds.
+    pub fn status_json(&self) -> serde_json::Value {
+        let output = self.cli(["status", "--json"]);
+        assert!(
+            output.status.success(),
+            "status --json: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice(&output.stdout).expect("status --json prints JSON")
+    }
+
+    /// The status document's entry for this daemon's one host (panics unless there is one).
+    pub fn sole_host_status(&self) -> serde_json::Value {
+        let status = self.status_json();
+        match status["hosts"].as_array().map(Vec::as_slice) {
+            Some([host]) => host.clone(),
+            _ => panic!("expected one host in {status}"),
+        }
+    }
+
     /// Sends a signal by name (`TERM`, `INT`, `HUP`, ...).
     pub fn signal(&self, signal: &str) -> bool {
         send_signal(self.child.id(), signal)

@@ -114,6 +114,23 @@ pub async fn wait_for_count(
     }
 }
 
+/// For specs that something does *not* happen, which no event can signal: evaluates `fact`
+/// every [`POLL_INTERVAL`] for all of `window` and panics, with what `fact` returned, at the
+/// first observation where it does not hold. Callers choose `window` from the timers that
+/// would make it happen, and say why in a comment.
+pub async fn holds_throughout(window: Duration, mut fact: impl FnMut() -> Result<(), String>) {
+    let deadline = Instant::now() + window;
+    loop {
+        if let Err(broken) = fact() {
+            panic!("within {window:?}: {broken}");
+        }
+        if Instant::now() >= deadline {
+            return;
+        }
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}
+
 /// Polls `child` every [`POLL_INTERVAL`] until it exits or `timeout` passes; returns its exit
 /// status if it exited.
 pub async fn wait_for_exit(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
@@ -141,6 +158,17 @@ pub fn wait_for_exit_blocking(child: &mut Child, timeout: Duration) -> Option<Ex
         }
         std::thread::sleep(POLL_INTERVAL);
     }
+}
+
+/// Reports that a test cannot run here because `reason` (a tool, root, a kernel feature) is
+/// missing. Under `CI=true` that fails the test: CI installs every prerequisite
+/// (`scripts/test`), so a missing one is a broken set-up that must not pass as green. On a
+/// developer's machine the test is skipped, saying why; the caller returns early.
+pub fn prerequisite_missing(reason: &str) {
+    if std::env::var("CI").is_ok_and(|ci| ci == "true") {
+        panic!("prerequisite missing under CI=true: {reason}");
+    }
+    eprintln!("skipped: {reason}");
 }
 
 /// Writes `contents` to `path`, panicking with the path on failure.

@@ -2,8 +2,9 @@
 //! and deleted (as Wi-Fi does to a laptop) without touching the host's networking.
 //!
 //! Needs root and `ip netns` (iproute2): [`NetNs::create`] returns `None` with a message on
-//! stderr otherwise, and the test returns early. Skipping is for developer machines only: CI
-//! runs as root with iproute2 installed (`scripts/test` installs it), so there the test runs.
+//! stderr otherwise, and the test returns early. Skipping is for developer machines only: under
+//! `CI=true` a missing namespace fails the test ([`super::prerequisite_missing`]); CI runs as
+//! root with iproute2 installed by `scripts/test`.
 //!
 //! Processes enter the namespace through a `pre_exec` setns ([`NsHandle::wrap`]), so the pid
 //! the harness holds is the program's own and killing it works as usual. Sockets belong to the
@@ -20,7 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 
-use super::{TIMEOUT, send_signal};
+use super::{TIMEOUT, prerequisite_missing, send_signal};
 
 /// A cheap, clonable reference to a namespace, for builders ([`super::TestSshd`],
 /// [`super::TestDaemon`]) to run their process inside it. Keeps the namespace file open, not
@@ -67,12 +68,12 @@ pub struct NetNs {
 
 impl NetNs {
     /// Creates the namespace, or returns `None` (printing why) where this machine cannot:
-    /// not root, or no `ip netns`.
+    /// not root, or no `ip netns`. Under `CI=true` it panics instead.
     pub fn create() -> Option<NetNs> {
         static COUNTER: AtomicUsize = AtomicUsize::new(0);
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } != 0 {
-            eprintln!("skipped: network namespace tests need root (CI runs them as root)");
+            prerequisite_missing("network namespace tests need root (CI runs them as root)");
             return None;
         }
         let name = format!(
@@ -88,14 +89,14 @@ impl NetNs {
         match added {
             Ok(output) if output.status.success() => {}
             Ok(output) => {
-                eprintln!(
-                    "skipped: `ip netns add` failed: {}",
+                prerequisite_missing(&format!(
+                    "`ip netns add` failed: {}",
                     String::from_utf8_lossy(&output.stderr).trim()
-                );
+                ));
                 return None;
             }
             Err(err) => {
-                eprintln!("skipped: could not run `ip` (install iproute2): {err}");
+                prerequisite_missing(&format!("could not run `ip` (install iproute2): {err}"));
                 return None;
             }
         }

@@ -28,9 +28,7 @@ pub fn raw_request(daemon: &TestDaemon, bytes: &[u8]) -> serde_json::Value {
 
 /// `lazytunnel status --json`, parsed; panics unless it succeeds.
 pub fn status_json(daemon: &TestDaemon) -> serde_json::Value {
-    let output = daemon.cli(["status", "--json"]);
-    assert_success(&output, "status --json");
-    serde_json::from_slice(&output.stdout).expect("status --json prints JSON")
+    daemon.status_json()
 }
 
 /// The entry of `list` (an array of objects) whose `key` is `value`.
