@@ -20,6 +20,17 @@ pub(super) fn value_of(rest: &str) -> &str {
     text.split([' ', '\t']).next().unwrap_or_default()
 }
 
+/// The hops to reach, from a line whose text after the keyword is `rest` and whose first
+/// argument (quotes removed) is `unquoted`. OpenSSH keeps quotes in the value, but hands the
+/// hops to a shell in the command it runs for them, which removes them: so a quoted value
+/// names the hops without its quotes.
+pub(super) fn hops_of<'a>(rest: &'a str, unquoted: &'a str) -> &'a str {
+    match value_of(rest) {
+        value if value.contains(['"', '\'']) => unquoted,
+        value => value,
+    }
+}
+
 /// `none` (any case) means no jump host.
 pub(super) fn is_none(value: &str) -> bool {
     value.eq_ignore_ascii_case("none")
@@ -194,5 +205,7 @@ mod tests {
         assert_eq!(value_of("a#b"), "a");
         assert_eq!(value_of("\"b\""), "\"b\"");
         assert_eq!(split_last("a,b,c"), (Some("a,b"), "c"));
+        assert_eq!(hops_of("\"a,b\" # c", "a,b"), "a,b");
+        assert_eq!(hops_of("a#b", "a#b"), "a");
     }
 }

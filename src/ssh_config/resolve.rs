@@ -262,7 +262,7 @@ impl SshConfigFile {
                         });
                     }
                 }
-                Some(found) => match proxy_jump::value_of(&found.rest) {
+                Some(found) => match proxy_jump::hops_of(&found.rest, found.value()) {
                     value if proxy_jump::is_none(value) => None,
                     value => Some(self.resolve_jump(
                         config,
