@@ -2,7 +2,9 @@
 //! prints what OpenSSH resolved for `srv`, and `lazytunnel check` must show the same HostName,
 //! Port, User, UserKnownHostsFile and StrictHostKeyChecking. The configs are the places where a
 //! parser can go wrong: first value within a block, pattern case and negation, options before
-//! any Host, Include inside a block, a Match block after a Host block, quoting and `=`.
+//! any Host, Include inside a block, a Match block after a Host block, quoting and `=`, Include
+//! of several files, HostKeyAlias case, numeric host names. Random files are compared in
+//! `ssh_config_differential.rs`.
 
 mod common;
 
@@ -89,6 +91,9 @@ fn resolution_matches_ssh_dash_g() {
     let d = path_str(dir.path()).to_string();
     write_file(&dir.path().join("inc.conf"), "Port 2203\nUser included\n");
     write_file(&dir.path().join("wrong.conf"), "Port 1\nUser wrong\n");
+    std::fs::create_dir_all(dir.path().join("multi")).expect("mkdir");
+    write_file(&dir.path().join("multi/1.conf"), "Host other\n  User bob\n");
+    write_file(&dir.path().join("multi/2.conf"), "User alice\nPort 2204\n");
     let kh = format!("UserKnownHostsFile {d}/kh1 {d}/kh2\n");
     let cases = [
         (
@@ -124,6 +129,18 @@ fn resolution_matches_ssh_dash_g() {
             format!(
                 "Host srv\n  HostName = \"%h.example\" # comment\n  Port=2200\n  User \"al ice\"\n  {kh}  StrictHostKeyChecking=accept-new\n"
             ),
+        ),
+        (
+            "include-several-files",
+            format!("Include {d}/multi/*.conf\n{kh}"),
+        ),
+        (
+            "host-key-alias-case",
+            format!("Host srv\n  HostKeyAlias MyBox\n  UserKnownHostsFile {d}/kh_%k\n"),
+        ),
+        (
+            "numeric-host-name",
+            format!("Host srv\n  HostName 10.0.0.010\n  StrictHostKeyChecking false\n  {kh}"),
         ),
         (
             "strict-off",

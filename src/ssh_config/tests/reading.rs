@@ -147,3 +147,43 @@ fn values_openssh_accepts_resolve() {
         assert_eq!(resolve("Host web\n  Port http\n", "web").port, 80);
     }
 }
+
+/// Captures what `f` logs.
+fn logs_of(f: impl FnOnce()) -> String {
+    use std::sync::{Arc, Mutex};
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Buffer {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buffer = Buffer::default();
+    let writer = buffer.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    tracing::subscriber::with_default(subscriber, f);
+    let bytes = buffer.0.lock().unwrap().clone();
+    String::from_utf8(bytes).unwrap()
+}
+
+/// Item 11: an unknown keyword is a warning naming file:line (OpenSSH would refuse the file),
+/// once, and none when IgnoreUnknown read before covers it.
+#[test]
+fn an_unknown_keyword_warns_once_naming_file_and_line_unless_ignore_unknown_covers_it() {
+    let logs = logs_of(|| {
+        ssh("Host x\n  FrobnicateAll yes\n");
+    });
+    assert!(logs.contains("/test/ssh_config:2"), "{logs}");
+    assert_eq!(logs.matches("frobnicateall").count(), 1, "{logs}");
+    let logs = logs_of(|| {
+        ssh("IgnoreUnknown Frob*,UseKeychain\nHost x\n  FrobnicateAll yes\n  UseKeychain yes\n");
+    });
+    assert!(!logs.contains("unknown"), "{logs}");
+}
