@@ -160,3 +160,41 @@ fn resolution_matches_ssh_dash_g() {
         );
     }
 }
+
+/// Issue 13 item 2: values beyond OpenSSH's ranges are refused as OpenSSH refuses them, naming
+/// file:line, whichever block they are in; none makes anything panic.
+#[test]
+fn out_of_range_values_are_refused_naming_file_and_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (line, error) in [
+        (
+            "ServerAliveInterval 10000000000000000000",
+            "invalid time value",
+        ),
+        ("ConnectTimeout 99999999999", "invalid time value"),
+        ("ServerAliveCountMax 2147483648", "integer value too large"),
+        ("Port 70000", "Bad port"),
+    ] {
+        let ssh_config = dir.path().join("ssh_config");
+        write_file(
+            &ssh_config,
+            &format!("Host other\n  {line}\nHost srv\n  Port 22\n"),
+        );
+        let config = dir.path().join("config.toml");
+        write_file(
+            &config,
+            &format!(
+                "ssh_config = \"{}\"\n[[forward]]\nlisten = \"127.0.0.1:4445\"\nhost = \"srv\"\ntarget = \"x:1\"\n",
+                path_str(&ssh_config)
+            ),
+        );
+        let output = run_cli(["check", "--config", path_str(&config)]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{line}: accepted");
+        assert!(
+            stderr.contains(&format!("{}:2: {error}", path_str(&ssh_config))),
+            "{line}: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
