@@ -32,11 +32,14 @@ impl Rng {
     }
 }
 
-/// One generated case: the main file, the files its Include glob finds, the host to resolve.
+/// One generated case: the main file, the files its Include glob finds, the host to resolve
+/// (with a user and port given as `ssh -l USER -p PORT` would, sometimes).
 pub struct Case {
     pub main: String,
     pub included: Vec<(String, String)>,
     pub host: String,
+    pub user: Option<String>,
+    pub port: Option<u16>,
 }
 
 /// Names a case resolves, and the hop names the options mention.
@@ -122,6 +125,8 @@ const OPTIONS: &[(&str, &[&str], &[&str])] = &[
             "none",
             "%d/kh_%r_%p_%n",
             "~/kh_%u_%%",
+            "~/.ssh/kh_%C",
+            "%d/kh_%i_%L_%l",
         ],
         &["none other", "~/.ssh/kh_%z"],
     ),
@@ -163,6 +168,9 @@ const OPTIONS: &[(&str, &[&str], &[&str])] = &[
             "bastion,bastion",
             "ssh://alice@jump2:22",
             "%h-j",
+            "%r@bastion,u%%2@jump2:ssh,db12",
+            "u%%%%1@bastion,jump2",
+            "jump2,%n-hop",
         ],
         &["bastion:%p", "ssh://%h-jump", "a,,b", "@h"],
     ),
@@ -208,10 +216,16 @@ pub fn case(rng: &mut Rng, dir: &str) -> Case {
     if !included.is_empty() && !main.contains("Include") {
         main.push_str(&format!("Include {dir}/inc*.conf\n"));
     }
+    let user = rng
+        .chance(15)
+        .then(|| rng.pick(&["given", "u1"]).to_string());
+    let port = rng.chance(15).then(|| [2222, 22][rng.below(2)]);
     Case {
         main,
         included,
         host,
+        user,
+        port,
     }
 }
 
@@ -235,11 +249,17 @@ fn option_line(rng: &mut Rng, indent: &str) -> String {
     if rng.chance(2) {
         return format!("{indent}IgnoreUnknown Frob*\n");
     }
-    if rng.chance(1) {
+    if rng.below(200) == 0 {
         return format!("{indent}User\n");
     }
-    let (name, good, bad) = OPTIONS[rng.below(OPTIONS.len())];
-    let value = match bad.is_empty() || !rng.chance(3) {
+    // Hops are where most rules meet: give ProxyJump more lines than its share.
+    let jump = OPTIONS.iter().position(|(name, _, _)| *name == "ProxyJump");
+    let index = match jump {
+        Some(jump) if rng.chance(8) => jump,
+        _ => rng.below(OPTIONS.len()),
+    };
+    let (name, good, bad) = OPTIONS[index];
+    let value = match bad.is_empty() || !rng.chance(2) {
         true => rng.pick(good),
         false => rng.pick(bad),
     };
