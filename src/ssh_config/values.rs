@@ -104,14 +104,21 @@ fn convtime(text: &str) -> Option<u64> {
     Some(total)
 }
 
-/// A port as OpenSSH's `a2port` reads it: a number in 1..=65535 (leading zeros allowed) or a
-/// TCP service name (`http`).
+/// A port as OpenSSH's `a2port` reads it: a number in 1..=65535 (leading zeros and `+`
+/// allowed) or a TCP service name (`http`).
 pub(super) fn port(value: &str) -> Result<u16, String> {
     let bad = || format!("Bad port {value:?}");
-    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
-        return match value.trim_start_matches('0').len() > 5 {
+    // strtonum first (blanks and a sign allowed), then the services database.
+    let unsigned = value.trim_start_matches([' ', '\t']);
+    let (negative, digits) = match unsigned.as_bytes().first() {
+        Some(b'-') => (true, &unsigned[1..]),
+        Some(b'+') => (false, &unsigned[1..]),
+        _ => (false, unsigned),
+    };
+    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+        return match digits.trim_start_matches('0').len() > 5 || negative {
             true => Err(bad()),
-            false => match value.parse::<u32>() {
+            false => match digits.parse::<u32>() {
                 Ok(n) if (1..=65535).contains(&n) => Ok(n as u16),
                 _ => Err(bad()),
             },
@@ -190,8 +197,9 @@ mod tests {
     #[test]
     fn ports_are_numbers_or_service_names() {
         assert_eq!(port("022"), Ok(22));
+        assert_eq!(port("+22"), Ok(22));
         assert_eq!(port("65535"), Ok(65535));
-        for bad in ["0", "65536", "0x16", "-1", "HTTP", "99999999999"] {
+        for bad in ["0", "65536", "0x16", "-1", "-0", "HTTP", "99999999999", "+"] {
             assert!(port(bad).is_err(), "{bad}");
         }
         // Without a services database (a minimal container) a name is refused, as by OpenSSH.
