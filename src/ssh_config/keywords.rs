@@ -25,6 +25,10 @@ enum Shape {
     /// A time; `none` also allowed.
     Time,
     Port,
+    /// SendEnv: variable names (patterns), no `=`.
+    EnvNames,
+    /// SetEnv: `NAME=VALUE` each.
+    EnvSettings,
     /// One or more file names; `none` only alone.
     Files,
     Jump,
@@ -122,11 +126,11 @@ const KEYWORDS: &[(&str, Shape)] = &[
     ("requiredrsasize", Integer),
     ("revokedhostkeys", One),
     ("securitykeyprovider", One),
-    ("sendenv", Many),
+    ("sendenv", EnvNames),
     ("serveralivecountmax", Integer),
     ("serveraliveinterval", Time),
     ("sessiontype", One),
-    ("setenv", Many),
+    ("setenv", EnvSettings),
     ("stdinnull", Flag(&[])),
     ("streamlocalbindmask", One),
     ("streamlocalbindunlink", Flag(&[])),
@@ -217,6 +221,22 @@ pub(super) fn check(directive: &Directive) -> Result<Known, String> {
             values::port(one()?)?;
         }
         Files => check_files(keyword, args)?,
+        EnvNames | EnvSettings => {
+            let setting = matches!(shape, EnvSettings);
+            if args.is_empty() {
+                return Err("Missing argument".into());
+            }
+            let bad = |a: &String| match setting {
+                true => !a.contains('='),
+                false => a.is_empty() || a.contains('='),
+            };
+            if args.iter().any(bad) {
+                return Err(match setting {
+                    true => "Invalid SetEnv".into(),
+                    false => "Invalid environment name".into(),
+                });
+            }
+        }
         Jump => {
             let value = proxy_jump::value_of(&directive.rest);
             if !proxy_jump::is_none(value) {
@@ -290,6 +310,9 @@ mod tests {
             ),
             ("ConnectTimeout 2147483648", "invalid time value"),
             ("StrictHostKeyChecking maybe", "unsupported option"),
+            ("SendEnv A=1", "Invalid environment name"),
+            ("SetEnv LANG", "Invalid SetEnv"),
+            ("SetEnv =1", "Invalid SetEnv"),
         ] {
             let err = check_line(line).unwrap_err();
             assert!(err.contains(error), "{line}: {err}");

@@ -23,14 +23,26 @@ pub(super) fn split(line: &str) -> Result<Option<Directive>, String> {
         return Ok(None);
     }
     let end = line
-        .find([' ', '\t', '\r', '\n', '='])
+        .find([' ', '\t', '\r', '\n', '=', '"'])
         .unwrap_or(line.len());
-    let keyword = line[..end].to_ascii_lowercase();
-    let mut rest = line[end..].trim_start_matches([' ', '\t', '\r', '\n']);
-    // OpenSSH's strdelim accepts one `=` between keyword and value, with optional spaces.
-    if let Some(after) = rest.strip_prefix('=') {
-        rest = after.trim_start_matches([' ', '\t', '\r', '\n']);
-    }
+    let (keyword, rest) = if line[end..].starts_with('"') {
+        // strdelim: a quote drops out and the keyword runs to the next one (no `=` after it).
+        let quoted = &line[end + 1..];
+        let Some(close) = quoted.find('"') else {
+            // OpenSSH finds no keyword on such a line and skips it.
+            return Ok(None);
+        };
+        let keyword = format!("{}{}", &line[..end], &quoted[..close]);
+        let rest = quoted[close + 1..].trim_start_matches([' ', '\t', '\r', '\n']);
+        (keyword.to_ascii_lowercase(), rest)
+    } else {
+        let mut rest = line[end..].trim_start_matches([' ', '\t', '\r', '\n']);
+        // OpenSSH's strdelim accepts one `=` between keyword and value, with optional spaces.
+        if let Some(after) = rest.strip_prefix('=') {
+            rest = after.trim_start_matches([' ', '\t', '\r', '\n']);
+        }
+        (line[..end].to_ascii_lowercase(), rest)
+    };
     if keyword.is_empty() {
         return Err("missing keyword".into());
     }
@@ -139,6 +151,14 @@ mod tests {
     fn a_keyword_without_a_value_is_an_error() {
         assert!(split("User").unwrap_err().contains("no argument"));
         assert!(split("Port = ").unwrap_err().contains("no argument"));
+    }
+
+    /// OpenSSH's strdelim takes a quoted keyword (`"User" a`) without its quotes.
+    #[test]
+    fn a_quoted_keyword_loses_its_quotes() {
+        assert_eq!(parts("\"User\" a"), ("user".into(), vec!["a".into()]));
+        assert_eq!(parts("Us\"er\" a"), ("user".into(), vec!["a".into()]));
+        assert_eq!(split("\"User a").unwrap(), None);
     }
 
     #[test]

@@ -176,7 +176,8 @@ const OPTIONS: &[(&str, &[&str], &[&str])] = &[
     ),
     ("CanonicalizeHostname", &["no", "false"], &["none"]),
     ("Compression", &["yes", "no"], &["maybe"]),
-    ("SendEnv", &["LANG LC_*"], &[]),
+    ("SendEnv", &["LANG LC_*", "-LANG"], &["A=1"]),
+    ("SetEnv", &["A=1 B=2"], &["A", "=1"]),
 ];
 
 pub fn case(rng: &mut Rng, dir: &str) -> Case {
@@ -263,9 +264,10 @@ fn option_line(rng: &mut Rng, indent: &str) -> String {
         true => rng.pick(good),
         false => rng.pick(bad),
     };
-    let keyword = match rng.below(4) {
+    let keyword = match rng.below(5) {
         0 => name.to_ascii_lowercase(),
         1 => name.to_ascii_uppercase(),
+        2 => format!("\"{name}\""),
         _ => name.to_string(),
     };
     // A quoted ProxyJump reaches a shell in OpenSSH (see `proxy_jump::hops_of`), which
