@@ -21,6 +21,8 @@ enum Shape {
     Ignored,
     /// One of yes/no/true/false or the listed words.
     Flag(&'static [&'static str]),
+    /// One of the listed words only, any case.
+    Words(&'static str, &'static [&'static str]),
     Integer,
     /// A time; `none` also allowed.
     Time,
@@ -38,7 +40,7 @@ use Shape::*;
 
 const KEYWORDS: &[(&str, Shape)] = &[
     ("addkeystoagent", One),
-    ("addressfamily", Flag(&["any", "inet", "inet6"])),
+    ("addressfamily", Words("option", &["any", "inet", "inet6"])),
     ("batchmode", Flag(&[])),
     ("bindaddress", One),
     ("bindinterface", One),
@@ -99,7 +101,15 @@ const KEYWORDS: &[(&str, Shape)] = &[
     ("knownhostscommand", Line),
     ("localcommand", Line),
     ("localforward", Many),
-    ("loglevel", One),
+    (
+        "loglevel",
+        Words(
+            "log level",
+            &[
+                "quiet", "fatal", "error", "info", "verbose", "debug", "debug1", "debug2", "debug3",
+            ],
+        ),
+    ),
     ("logverbose", Many),
     ("macs", One),
     ("nohostauthenticationforlocalhost", Flag(&[])),
@@ -129,13 +139,25 @@ const KEYWORDS: &[(&str, Shape)] = &[
     ("sendenv", EnvNames),
     ("serveralivecountmax", Integer),
     ("serveraliveinterval", Time),
-    ("sessiontype", One),
+    (
+        "sessiontype",
+        Words("option", &["none", "subsystem", "default"]),
+    ),
     ("setenv", EnvSettings),
     ("stdinnull", Flag(&[])),
     ("streamlocalbindmask", One),
     ("streamlocalbindunlink", Flag(&[])),
     ("stricthostkeychecking", Flag(&["ask", "off", "accept-new"])),
-    ("syslogfacility", One),
+    (
+        "syslogfacility",
+        Words(
+            "log facility",
+            &[
+                "daemon", "user", "auth", "authpriv", "local0", "local1", "local2", "local3",
+                "local4", "local5", "local6", "local7",
+            ],
+        ),
+    ),
     ("tag", One),
     ("tcpkeepalive", Flag(&[])),
     ("tunnel", Flag(&["point-to-point", "ethernet"])),
@@ -207,6 +229,12 @@ pub(super) fn check(directive: &Directive) -> Result<Known, String> {
         }
         Flag(extra) => {
             values::multistate(one()?, extra)?;
+        }
+        Words(what, words) => {
+            let value = one()?;
+            if !words.iter().any(|w| w.eq_ignore_ascii_case(value)) {
+                return Err(format!("unsupported {what} {value:?}"));
+            }
         }
         Integer => {
             values::integer(one()?)?;
@@ -312,6 +340,8 @@ mod tests {
             ("StrictHostKeyChecking maybe", "unsupported option"),
             ("SendEnv A=1", "Invalid environment name"),
             ("SetEnv LANG", "Invalid SetEnv"),
+            ("LogLevel foo", "unsupported log level"),
+            ("AddressFamily yes", "unsupported option"),
             ("SetEnv =1", "Invalid SetEnv"),
         ] {
             let err = check_line(line).unwrap_err();
@@ -335,6 +365,8 @@ mod tests {
             "SendEnv LANG LC_*",
             "Protocol 1,2",
             "UseKeychain yes",
+            "LogLevel Debug1",
+            "SessionType None",
         ] {
             assert_eq!(check_line(line), Ok(Known::Yes), "{line}");
         }

@@ -1,18 +1,26 @@
 //! A numeric host name in the form OpenSSH connects to and looks host keys up under: it
 //! resolves the name with `AI_NUMERICHOST` and prints the address back, so `127.1` becomes
 //! `127.0.0.1`, `10.0.0.010` (octal) `10.0.0.8` and `0:0::1` `::1`. Which known_hosts line
-//! applies depends on it.
+//! applies depends on it. It asks only for the AddressFamily configured: under `inet` an IPv6
+//! address stays as written, under `inet6` an IPv4 one.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-/// The canonical text of `name` if it is a numeric address, else `name` unchanged.
-pub(super) fn canonical_host(name: &str) -> String {
-    if let Some(v4) = inet_aton(name) {
-        return v4.to_string();
+/// The canonical text of `name` if it is a numeric address of the AddressFamily `family`
+/// (`any`, `inet`, `inet6`, any case; `None` is `any`), else `name` unchanged.
+pub(super) fn canonical_host(name: &str, family: Option<&str>) -> String {
+    let family = family.map(str::to_ascii_lowercase);
+    let (v4, v6) = match family.as_deref() {
+        Some("inet") => (true, false),
+        Some("inet6") => (false, true),
+        _ => (true, true),
+    };
+    if v4 && let Some(address) = inet_aton(name) {
+        return address.to_string();
     }
     // A scoped address (`fe80::1%eth0`) depends on the interface existing; leave it as written.
-    if let Ok(v6) = name.parse::<Ipv6Addr>() {
-        return v6_text(v6);
+    if v6 && let Ok(address) = name.parse::<Ipv6Addr>() {
+        return v6_text(address);
     }
     name.to_string()
 }
@@ -102,7 +110,10 @@ mod tests {
             ("::0.0.0.1", "::1"),
             ("fe80::1%eth0", "fe80::1%eth0"),
         ] {
-            assert_eq!(canonical_host(name), expected, "{name}");
+            assert_eq!(canonical_host(name, None), expected, "{name}");
         }
+        assert_eq!(canonical_host("0:0::1", Some("INET")), "0:0::1");
+        assert_eq!(canonical_host("127.1", Some("inet6")), "127.1");
+        assert_eq!(canonical_host("127.1", Some("inet")), "127.0.0.1");
     }
 }

@@ -61,7 +61,8 @@ impl SshConfigFile {
             (None, None) => spec.host.clone(),
         }
         .to_ascii_lowercase();
-        let host_name = canonical_host(&host_name);
+        let family = opts.get("addressfamily").map(Found::value);
+        let host_name = canonical_host(&host_name, family);
         let port = match (spec.port.or(over.port), opts.get("port")) {
             (Some(port), _) => port,
             (None, Some(found)) => {

@@ -176,6 +176,8 @@ const OPTIONS: &[(&str, &[&str], &[&str])] = &[
     ),
     ("CanonicalizeHostname", &["no", "false"], &["none"]),
     ("Compression", &["yes", "no"], &["maybe"]),
+    ("LogLevel", &["ERROR", "debug3"], &["loud"]),
+    ("AddressFamily", &["inet", "ANY"], &["yes"]),
     ("SendEnv", &["LANG LC_*", "-LANG"], &["A=1"]),
     ("SetEnv", &["A=1 B=2"], &["A", "=1"]),
 ];
@@ -277,7 +279,12 @@ fn option_line(rng: &mut Rng, indent: &str) -> String {
         true => format!("\"{value}\""),
         false => value.to_string(),
     };
-    let separator = rng.pick(&[" ", " ", "=", " = ", "\t"]);
+    // After a quoted keyword OpenSSH takes `=` as part of the value (`"Port"=22` is a bad
+    // port); that is tried, but rarely, so that most lines stay good.
+    let separator = match keyword.starts_with('"') && !rng.chance(5) {
+        true => rng.pick(&[" ", "\t"]),
+        false => rng.pick(&[" ", " ", "=", " = ", "\t"]),
+    };
     let comment = if rng.chance(10) { " # note" } else { "" };
     format!("{indent}{keyword}{separator}{value}{comment}\n")
 }
