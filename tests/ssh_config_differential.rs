@@ -2,11 +2,13 @@
 //! by lazytunnel's library and by the real `ssh -G` (OpenSSH 9.2 in CI) must agree on
 //! hostname, port, user, identity and certificate files, IdentitiesOnly, known_hosts files
 //! (user and global), StrictHostKeyChecking, keepalive, connect timeout, jump hosts,
-//! HostKeyAlias, and on whether the file is refused at all, up to the documented differences
-//! in [`DIFFERENCES`].
+//! HostKeyAlias, and on whether the file is refused (at the same file:line where both name
+//! one), up to the documented differences in [`DIFFERENCES`].
 //!
-//! CI runs `CASES` cases from `SEED`; `LAZYTUNNEL_DIFF_SEED` and `LAZYTUNNEL_DIFF_CASES` run
-//! others locally, e.g. `LAZYTUNNEL_DIFF_CASES=5000 cargo test --test ssh_config_differential`.
+//! CI runs `CASES` cases from `SEED`; `LAZYTUNNEL_DIFF_SEED` (decimal) and
+//! `LAZYTUNNEL_DIFF_CASES` run others locally, e.g.
+//! `LAZYTUNNEL_DIFF_SEED=7 LAZYTUNNEL_DIFF_CASES=5000 cargo test --test ssh_config_differential`.
+//! Without `ssh` the test is skipped with a message, except under `CI=true`, where it fails.
 
 #[path = "ssh_config_differential/generate.rs"]
 mod generate;
