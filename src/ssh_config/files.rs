@@ -218,14 +218,13 @@ fn host_block_matches(patterns: &[String], host: &str) -> bool {
 }
 
 /// The files an `Include` argument names, in glob order.
-fn include_paths(pattern: &str, base: &IncludeBase) -> Result<Vec<PathBuf>, String> {
-    let path = if pattern == "~" || pattern.starts_with("~/") {
-        base.home
-            .join(pattern.trim_start_matches('~').trim_start_matches('/'))
-    } else if pattern.starts_with('~') {
-        return Err(format!(
-            "Include {pattern}: `~user` paths are not supported"
-        ));
+pub(super) fn include_paths(pattern: &str, base: &IncludeBase) -> Result<Vec<PathBuf>, String> {
+    let path = if pattern.starts_with('~') {
+        // OpenSSH's glob finds nothing under an unknown user's `~user`: no file, no error.
+        match super::tokens::expand_tilde(pattern, base.home) {
+            Ok(path) => path,
+            Err(_) => return Ok(Vec::new()),
+        }
     } else if Path::new(pattern).is_absolute() {
         PathBuf::from(pattern)
     } else {

@@ -31,6 +31,25 @@ fn each_included_file_starts_in_the_state_of_the_include_line() {
     assert_eq!(host.host_name, "h2");
 }
 
+/// `~user` in Include is that user's home, as everywhere else; a pattern that finds no file,
+/// or names an unknown user, includes nothing (as `ssh -G` shows).
+#[test]
+fn include_takes_tilde_user() {
+    use super::super::files::{IncludeBase, include_paths};
+    let root = super::super::openssh::user_home("root").expect("root's home");
+    let home = PathBuf::from("/home/u");
+    let base = IncludeBase {
+        home: &home,
+        dir: &home,
+    };
+    assert_eq!(include_paths("~root", &base), Ok(vec![root]));
+    assert_eq!(
+        include_paths("~no-such-user-lazytunnel/x", &base),
+        Ok(vec![])
+    );
+    ssh("Include ~root/no-such-dir-lazytunnel/*.conf\nInclude ~no-such-user-lazytunnel/x\n");
+}
+
 fn resolve_in(home: &Path, text: &str, host: &str) -> HostConfig {
     let config = config_for(host, "");
     SshConfigFile::parse(&home.join("config"), text, home.to_owned())
