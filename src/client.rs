@@ -301,9 +301,12 @@ fn tune_socket(stream: &TcpStream, host: &HostConfig) {
     let _ = (SockRef::from(stream), host);
 }
 
-/// How long a silent server may take before the session is declared dead.
+/// How long a silent server may take before the session is declared dead. Saturating: the
+/// interval and count come from configuration (up to OpenSSH's INT_MAX each, more from our
+/// own TOML), and an overflow must not panic the connect task.
 pub fn dead_after(host: &HostConfig) -> Duration {
-    host.keepalive_interval * (host.keepalive_max + 1)
+    host.keepalive_interval
+        .saturating_mul(host.keepalive_max.saturating_add(1))
 }
 
 fn russh_config(host: &HostConfig, window: u32, budget: Arc<WindowBudget>) -> client::Config {
@@ -315,7 +318,7 @@ fn russh_config(host: &HostConfig, window: u32, budget: Arc<WindowBudget>) -> cl
         keepalive_max: host.keepalive_max as usize,
         // A backstop that bounds a blocked socket write on every OS; keepalive replies reset it,
         // so it never fires on a healthy idle session.
-        inactivity_timeout: Some(dead_after(host) + host.keepalive_interval),
+        inactivity_timeout: Some(dead_after(host).saturating_add(host.keepalive_interval)),
         nodelay: true,
         window_budget: Some(budget),
         preferred,
@@ -326,6 +329,30 @@ fn russh_config(host: &HostConfig, window: u32, budget: Arc<WindowBudget>) -> cl
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 13 item 2: the largest values ssh_config allows, and larger ones from our own
+    /// table, give a deadline instead of an overflow panic.
+    #[test]
+    fn dead_after_saturates_instead_of_overflowing() {
+        let text = "[[forward]]\nlisten = \"127.0.0.1:4445\"\nhost = \"srv\"\ntarget = \"x:1\"\n";
+        let config =
+            crate::config::Config::from_str(text, std::path::Path::new("/t.toml")).unwrap();
+        let ssh = crate::ssh_config::SshConfigFile::parse(
+            std::path::Path::new("/t/ssh_config"),
+            "ServerAliveInterval 2147483647\nServerAliveCountMax 2147483647\n",
+            "/home/u".into(),
+        )
+        .unwrap();
+        let mut host = ssh.resolve(&config, &config.forwards[0].host).unwrap();
+        assert_eq!(
+            dead_after(&host),
+            Duration::from_secs(2147483647 * 2147483648)
+        );
+        host.keepalive_interval = Duration::MAX;
+        host.keepalive_max = u32::MAX;
+        assert_eq!(dead_after(&host), Duration::MAX);
+        let _ = russh_config(&host, WINDOW_MIN);
+    }
 
     #[test]
     fn the_window_covers_a_gigabit_of_round_trip_within_its_bounds() {

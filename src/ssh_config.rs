@@ -4,8 +4,10 @@
 //! We read ssh_config ourselves rather than through a parser crate, because fidelity is the
 //! point: OpenSSH keeps the first value of an option even within one block, reads the user's
 //! file and then `/etc/ssh/ssh_config`, conditions `Include` on the enclosing block, and expands
-//! `%` tokens per option. Submodules: [`lexer`] (one line), [`files`] (blocks, Include, Match),
-//! [`options`] (first value wins), [`tokens`], [`algorithms`], [`resolve`] (one host).
+//! `%` tokens per option. Submodules: [`lexer`] (one line), [`keywords`] (every keyword and
+//! its checks), [`values`], [`files`] (blocks, Include, Match), [`options`] (first value wins),
+//! [`tokens`], [`numeric`] (numeric host names), [`algorithms`], [`resolve`] (one host),
+//! [`proxy_jump`] and [`jumps`] (hops).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -13,11 +15,16 @@ use std::time::Duration;
 
 mod algorithms;
 mod files;
+mod jumps;
+mod keywords;
 mod lexer;
+mod numeric;
 mod openssh;
 mod options;
+mod proxy_jump;
 mod resolve;
 mod tokens;
+mod values;
 
 pub use algorithms::{Algorithms, host_key_algorithm};
 use files::{ConfigFile, IncludeBase};
@@ -82,11 +89,12 @@ pub enum StrictHostKeyChecking {
 }
 
 impl StrictHostKeyChecking {
+    /// OpenSSH's words, any case; `true`/`false` are `yes`/`no`.
     pub fn parse(value: &str) -> Option<Self> {
         match value.to_ascii_lowercase().as_str() {
-            "yes" | "ask" => Some(Self::Yes),
+            "yes" | "true" | "ask" => Some(Self::Yes),
             "accept-new" => Some(Self::AcceptNew),
-            "no" | "off" => Some(Self::No),
+            "no" | "false" | "off" => Some(Self::No),
             _ => None,
         }
     }

@@ -2,7 +2,9 @@
 //! prints what OpenSSH resolved for `srv`, and `lazytunnel check` must show the same HostName,
 //! Port, User, UserKnownHostsFile and StrictHostKeyChecking. The configs are the places where a
 //! parser can go wrong: first value within a block, pattern case and negation, options before
-//! any Host, Include inside a block, a Match block after a Host block, quoting and `=`.
+//! any Host, Include inside a block, a Match block after a Host block, quoting and `=`, Include
+//! of several files, HostKeyAlias case, numeric host names. Random files are compared in
+//! `ssh_config_differential.rs`.
 
 mod common;
 
@@ -85,10 +87,21 @@ fn lazytunnel_view(dir: &Path, ssh_config: &Path) -> BTreeMap<String, String> {
 
 #[test]
 fn resolution_matches_ssh_dash_g() {
+    if Command::new("ssh").arg("-V").output().is_err() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "ssh (OpenSSH's client) is missing; scripts/test installs it"
+        );
+        eprintln!("skipping: no `ssh` here (install openssh-client to run this test)");
+        return;
+    }
     let dir = tempfile::tempdir().expect("tempdir");
     let d = path_str(dir.path()).to_string();
     write_file(&dir.path().join("inc.conf"), "Port 2203\nUser included\n");
     write_file(&dir.path().join("wrong.conf"), "Port 1\nUser wrong\n");
+    std::fs::create_dir_all(dir.path().join("multi")).expect("mkdir");
+    write_file(&dir.path().join("multi/1.conf"), "Host other\n  User bob\n");
+    write_file(&dir.path().join("multi/2.conf"), "User alice\nPort 2204\n");
     let kh = format!("UserKnownHostsFile {d}/kh1 {d}/kh2\n");
     let cases = [
         (
@@ -126,6 +139,18 @@ fn resolution_matches_ssh_dash_g() {
             ),
         ),
         (
+            "include-several-files",
+            format!("Include {d}/multi/*.conf\n{kh}"),
+        ),
+        (
+            "host-key-alias-case",
+            format!("Host srv\n  HostKeyAlias MyBox\n  UserKnownHostsFile {d}/kh_%k\n"),
+        ),
+        (
+            "numeric-host-name",
+            format!("Host srv\n  HostName 10.0.0.010\n  StrictHostKeyChecking false\n  {kh}"),
+        ),
+        (
             "strict-off",
             format!("Host srv\n  StrictHostKeyChecking off\n  {kh}"),
         ),
@@ -141,5 +166,43 @@ fn resolution_matches_ssh_dash_g() {
             ours, openssh,
             "{name}: lazytunnel differs from ssh -G on:\n{text}"
         );
+    }
+}
+
+/// Issue 13 item 2: values beyond OpenSSH's ranges are refused as OpenSSH refuses them, naming
+/// file:line, whichever block they are in; none makes anything panic.
+#[test]
+fn out_of_range_values_are_refused_naming_file_and_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (line, error) in [
+        (
+            "ServerAliveInterval 10000000000000000000",
+            "invalid time value",
+        ),
+        ("ConnectTimeout 99999999999", "invalid time value"),
+        ("ServerAliveCountMax 2147483648", "integer value too large"),
+        ("Port 70000", "Bad port"),
+    ] {
+        let ssh_config = dir.path().join("ssh_config");
+        write_file(
+            &ssh_config,
+            &format!("Host other\n  {line}\nHost srv\n  Port 22\n"),
+        );
+        let config = dir.path().join("config.toml");
+        write_file(
+            &config,
+            &format!(
+                "ssh_config = \"{}\"\n[[forward]]\nlisten = \"127.0.0.1:4445\"\nhost = \"srv\"\ntarget = \"x:1\"\n",
+                path_str(&ssh_config)
+            ),
+        );
+        let output = run_cli(["check", "--config", path_str(&config)]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{line}: accepted");
+        assert!(
+            stderr.contains(&format!("{}:2: {error}", path_str(&ssh_config))),
+            "{line}: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
     }
 }

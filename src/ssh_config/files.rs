@@ -3,6 +3,9 @@
 //! user's file and `/etc/ssh` for the system file; at most 16 levels deep), and walking them for
 //! one host name.
 //!
+//! Every option line is checked as OpenSSH checks it while reading, whichever block it is in
+//! ([`keywords`](super::keywords)): OpenSSH refuses the whole file for one bad line.
+//!
 //! `Match` is not evaluated: a `Match` line starts a block that applies to no host, and a
 //! warning names its file:line once, when the file is read. That is the only safe reading short
 //! of implementing Match: its options must never leak into the preceding `Host` block.
@@ -10,6 +13,7 @@
 use std::path::{Path, PathBuf};
 
 use super::SshConfigError;
+use super::keywords::{self, Known};
 use super::lexer::{self, Directive};
 
 /// OpenSSH's READCONF_MAX_DEPTH.
@@ -57,7 +61,7 @@ impl ConfigFile {
         text: &str,
         base: &IncludeBase,
     ) -> Result<ConfigFile, SshConfigError> {
-        Self::parse_at_depth(path, text, base, 0)
+        Self::parse_at_depth(path, text, base, 0, &mut Vec::new())
     }
 
     fn parse_at_depth(
@@ -65,6 +69,7 @@ impl ConfigFile {
         text: &str,
         base: &IncludeBase,
         depth: usize,
+        ignore_unknown: &mut Vec<String>,
     ) -> Result<ConfigFile, SshConfigError> {
         let mut items = Vec::new();
         for (index, raw) in text.lines().enumerate() {
@@ -105,12 +110,26 @@ impl ConfigFile {
                             let Some(text) = read_included(&included).map_err(&error)? else {
                                 continue;
                             };
-                            files.push(Self::parse_at_depth(&included, &text, base, depth + 1)?);
+                            files.push(Self::parse_at_depth(
+                                &included,
+                                &text,
+                                base,
+                                depth + 1,
+                                ignore_unknown,
+                            )?);
                         }
                     }
                     Item::Include(files)
                 }
-                _ => Item::Option(directive),
+                _ => {
+                    if keywords::check(&directive).map_err(&error)? == Known::No {
+                        warn_unknown(path, line, &directive.keyword, ignore_unknown);
+                    }
+                    if directive.keyword == "ignoreunknown" {
+                        ignore_unknown.extend(directive.args.iter().cloned());
+                    }
+                    Item::Option(directive)
+                }
             };
             items.push((line, item));
         }
@@ -142,9 +161,11 @@ impl ConfigFile {
                 Item::Match => *active = false,
                 Item::Include(files) => {
                     // An Include inside an inactive block still reads its files, but none of
-                    // their Host lines may match (OpenSSH's SSHCONF_NEVERMATCH).
+                    // their Host lines may match (OpenSSH's SSHCONF_NEVERMATCH). Each file
+                    // starts in the state of the Include line, not where the previous one ended.
                     let outer = *active;
                     for file in files {
+                        *active = outer;
                         file.walk_inner(host, active, never_match || !outer, visit);
                     }
                     *active = outer;
@@ -160,6 +181,21 @@ impl ConfigFile {
             }
         }
     }
+}
+
+/// A keyword OpenSSH 9.2 does not know would make it refuse the file; lazytunnel warns instead
+/// (the user's `ssh` may know it), unless an `IgnoreUnknown` line read before covers it.
+fn warn_unknown(path: &Path, line: usize, keyword: &str, ignore_unknown: &[String]) {
+    if ignore_unknown
+        .iter()
+        .any(|patterns| keywords::ignored(patterns, keyword))
+    {
+        return;
+    }
+    tracing::warn!(
+        "{}:{line}: unknown ssh_config keyword {keyword:?}, ignored (list it in IgnoreUnknown to silence this)",
+        path.display()
+    );
 }
 
 /// A `Host` line applies when one of its patterns matches and no `!pattern` does. Patterns are
@@ -182,14 +218,13 @@ fn host_block_matches(patterns: &[String], host: &str) -> bool {
 }
 
 /// The files an `Include` argument names, in glob order.
-fn include_paths(pattern: &str, base: &IncludeBase) -> Result<Vec<PathBuf>, String> {
-    let path = if pattern == "~" || pattern.starts_with("~/") {
-        base.home
-            .join(pattern.trim_start_matches('~').trim_start_matches('/'))
-    } else if pattern.starts_with('~') {
-        return Err(format!(
-            "Include {pattern}: `~user` paths are not supported"
-        ));
+pub(super) fn include_paths(pattern: &str, base: &IncludeBase) -> Result<Vec<PathBuf>, String> {
+    let path = if pattern.starts_with('~') {
+        // OpenSSH's glob finds nothing under an unknown user's `~user`: no file, no error.
+        match super::tokens::expand_tilde(pattern, base.home) {
+            Ok(path) => path,
+            Err(_) => return Ok(Vec::new()),
+        }
     } else if Path::new(pattern).is_absolute() {
         PathBuf::from(pattern)
     } else {

@@ -13,6 +13,8 @@ pub(super) struct Found {
     /// As written in the file (for messages), e.g. `ProxyJump`.
     pub(super) keyword: String,
     pub(super) args: Vec<String>,
+    /// The line after the keyword, unsplit (ProxyJump reads it so).
+    pub(super) rest: String,
     pub(super) at: Location,
 }
 
@@ -25,6 +27,9 @@ impl Found {
 
 /// Keywords whose every line counts, in order.
 const ACCUMULATING: &[&str] = &["identityfile", "certificatefile"];
+
+/// Keywords whose `none` (exact case) means "not set" to OpenSSH, not a value.
+const UNSET_BY_NONE: &[&str] = &["connecttimeout", "serveraliveinterval"];
 
 #[derive(Debug, Default)]
 pub(super) struct Options {
@@ -42,14 +47,18 @@ impl Options {
                 let found = Found {
                     keyword: keyword.to_string(),
                     args: directive.args.clone(),
+                    rest: directive.rest.clone(),
                     at: at.clone(),
                 };
                 if ACCUMULATING.contains(&keyword) {
-                    options
-                        .all
-                        .entry(keyword.to_string())
-                        .or_default()
-                        .push(found);
+                    let lines = options.all.entry(keyword.to_string()).or_default();
+                    if !lines.iter().any(|line| line.args == found.args) {
+                        lines.push(found);
+                    }
+                    return;
+                }
+                // `none` leaves these unset, so a later line may still set them.
+                if UNSET_BY_NONE.contains(&keyword) && found.value() == "none" {
                     return;
                 }
                 let slot = match keyword {
@@ -67,7 +76,8 @@ impl Options {
         self.first.get(keyword)
     }
 
-    /// Every line of an accumulating keyword, in order.
+    /// Every line of an accumulating keyword, in order, without repeats of the same text
+    /// (OpenSSH lists a key file once, however many blocks name it).
     pub(super) fn all(&self, keyword: &str) -> &[Found] {
         self.all.get(keyword).map_or(&[], Vec::as_slice)
     }

@@ -6,20 +6,25 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::algorithms::{self, Algorithms, Kind};
+use super::jumps::Reaching;
+use super::numeric::canonical_host;
 use super::openssh::{default_identity_files, local_user_name};
 use super::options::{Found, Options};
 use super::tokens::{self, Tokens};
 use super::{HostConfig, IdentityAgent, SshConfigError, SshConfigFile, StrictHostKeyChecking};
+use super::{proxy_jump, values};
 use crate::config::{Config, HostSpec, WindowSize};
 
-/// More hops than anyone chains on purpose: beyond this it is a loop.
-const MAX_JUMP_DEPTH: usize = 16;
-
-/// How a host is reached: as its own ssh_config says, or through hops given with it (the later
-/// hops of a ProxyJump list, like `ssh -J`, which overrides the hop's own ProxyJump).
-enum Route {
+/// How a host is reached: as its own ssh_config says, or through the hops before it in a
+/// ProxyJump list, which OpenSSH hands the hop's own ssh as `-J` (overriding the hop's own
+/// ProxyJump) after expanding its tokens once more.
+pub(super) enum Route {
     Own,
-    Through(Option<Box<HostConfig>>),
+    /// The `-J` list and where the ProxyJump it came from was read.
+    Through {
+        hops: String,
+        at: String,
+    },
 }
 
 impl SshConfigFile {
@@ -29,7 +34,7 @@ impl SshConfigFile {
         self.resolve_route(config, spec, Route::Own, &mut Vec::new())
     }
 
-    fn resolve_route(
+    pub(super) fn resolve_route(
         &self,
         config: &Config,
         spec: &HostSpec,
@@ -56,14 +61,13 @@ impl SshConfigFile {
             (None, None) => spec.host.clone(),
         }
         .to_ascii_lowercase();
+        let family = opts.get("addressfamily").map(Found::value);
+        let host_name = canonical_host(&host_name, family);
         let port = match (spec.port.or(over.port), opts.get("port")) {
             (Some(port), _) => port,
-            (None, Some(found)) => found
-                .value()
-                .parse::<u16>()
-                .ok()
-                .filter(|p| *p > 0)
-                .ok_or_else(|| bad(found, "Port", "expected a port number 1-65535".into()))?,
+            (None, Some(found)) => {
+                values::port(found.value()).map_err(|m| bad(found, "Port", m))?
+            }
             (None, None) => 22,
         };
         let user = match (spec.user.clone().or(over.user.clone()), opts.get("user")) {
@@ -74,9 +78,10 @@ impl SshConfigFile {
             }
         };
         reject_unsupported(&opts, &host)?;
+        // OpenSSH lower-cases HostKeyAlias (and so `%k`).
         let host_key_alias = opts
             .get("hostkeyalias")
-            .map(|found| found.value().to_string());
+            .map(|found| found.value().to_ascii_lowercase());
         let local_user = local_user_name().unwrap_or_default();
         let tokens = Tokens {
             home: &self.home,
@@ -176,32 +181,15 @@ impl SshConfigFile {
 
         let keepalive_max = match (over.keepalive_max, opts.get("serveralivecountmax")) {
             (Some(v), _) => v,
-            (None, Some(found)) => found
-                .value()
-                .parse::<u32>()
-                .ok()
-                .filter(|n| *n > 0)
-                .ok_or_else(|| {
-                    bad(
-                        found,
-                        "ServerAliveCountMax",
-                        "expected a whole number of at least 1".into(),
-                    )
-                })?,
+            (None, Some(found)) => {
+                values::integer(found.value()).map_err(|m| bad(found, "ServerAliveCountMax", m))?
+            }
             (None, None) => config.defaults.effective_keepalive_max(),
         };
         let seconds =
             |key: &str, option: &'static str| -> Result<Option<Duration>, SshConfigError> {
                 opts.get(key)
-                    .map(|found| {
-                        convtime(found.value()).ok_or_else(|| {
-                            bad(
-                                found,
-                                option,
-                                "expected a time such as 30, 30s or 1m".into(),
-                            )
-                        })
-                    })
+                    .map(|found| values::time(found.value()).map_err(|m| bad(found, option, m)))
                     .transpose()
             };
         // ServerAliveInterval 0 means "off" to OpenSSH; a daemon that must notice dead links keeps
@@ -252,32 +240,40 @@ impl SshConfigFile {
             *slot = Some(kept);
         }
 
+        let reaching = Reaching {
+            host_name: &host_name,
+            user: &user,
+            port,
+        };
         let jump = match route {
-            Route::Through(via) => via,
+            Route::Through { hops, at } => {
+                Some(self.resolve_jump(config, &hops, (&at, &host), &reaching, &tokens, chain)?)
+            }
             Route::Own => match opts.get("proxy") {
                 None => None,
-                Some(found) if found.value().eq_ignore_ascii_case("none") => None,
                 Some(found) if found.keyword == "proxycommand" => {
-                    return Err(SshConfigError::Unsupported {
-                        at: found.at.to_string(),
-                        host: host.clone(),
-                        option: "ProxyCommand",
-                        message: "is an embedded SSH client and cannot run a proxy command; use ProxyJump or a direct address",
-                    });
-                }
-                Some(found) => {
-                    chain.push(spec.host.clone());
-                    if chain.len() > MAX_JUMP_DEPTH || chain[..chain.len() - 1].contains(&spec.host)
-                    {
-                        return Err(SshConfigError::JumpLoop {
+                    if found.value().eq_ignore_ascii_case("none") {
+                        None
+                    } else {
+                        return Err(SshConfigError::Unsupported {
+                            at: found.at.to_string(),
                             host: host.clone(),
-                            chain: chain.join(" -> "),
+                            option: "ProxyCommand",
+                            message: "is an embedded SSH client and cannot run a proxy command; use ProxyJump or a direct address",
                         });
                     }
-                    let jump = self.resolve_jumps(config, found, &bad, &tokens, chain)?;
-                    chain.pop();
-                    Some(Box::new(jump))
                 }
+                Some(found) => match proxy_jump::hops_of(&found.rest, found.value()) {
+                    value if proxy_jump::is_none(value) => None,
+                    value => Some(self.resolve_jump(
+                        config,
+                        value,
+                        (&found.at.to_string(), &host),
+                        &reaching,
+                        &tokens,
+                        chain,
+                    )?),
+                },
             },
         };
 
@@ -305,31 +301,6 @@ impl SshConfigFile {
             host_key_alias,
         })
     }
-
-    /// `ProxyJump a,b,c`: `a` as its own ssh_config says (its own ProxyJump included), each
-    /// later hop through the one before it; returns the last hop.
-    fn resolve_jumps(
-        &self,
-        config: &Config,
-        found: &Found,
-        bad: &dyn Fn(&Found, &'static str, String) -> SshConfigError,
-        tokens: &Tokens,
-        chain: &mut Vec<String>,
-    ) -> Result<HostConfig, SshConfigError> {
-        let mut previous: Option<HostConfig> = None;
-        // OpenSSH expands %h %n %p %r %% in ProxyJump, all about the host being reached.
-        let value = tokens::expand_proxy_jump(found.value(), tokens)
-            .map_err(|m| bad(found, "ProxyJump", m))?;
-        for hop in value.split(',') {
-            let spec = parse_hop(hop).map_err(|m| bad(found, "ProxyJump", m))?;
-            let route = match previous.take() {
-                None => Route::Own,
-                Some(before) => Route::Through(Some(Box::new(before))),
-            };
-            previous = Some(self.resolve_route(config, &spec, route, chain)?);
-        }
-        previous.ok_or_else(|| bad(found, "ProxyJump", "expected [user@]host[:port],…".into()))
-    }
 }
 
 /// Options that change how OpenSSH checks host keys or which config applies, which lazytunnel
@@ -352,15 +323,19 @@ fn reject_unsupported(opts: &Options, host: &str) -> Result<(), SshConfigError> 
         (
             "canonicalizehostname",
             "CanonicalizeHostname",
-            &["no", "none"],
+            &["no"],
             "does not canonicalize host names; use HostName in the host's block",
         ),
     ];
     for (key, option, harmless, message) in unsupported {
+        // `false` is `no` to OpenSSH's flag parser.
+        let value = |found: &Found| {
+            values::multistate(found.value(), &["always"]).unwrap_or_else(|_| found.value().into())
+        };
         if let Some(found) = opts.get(key)
             && !harmless
                 .iter()
-                .any(|h| found.value().eq_ignore_ascii_case(h))
+                .any(|h| value(found).eq_ignore_ascii_case(h))
         {
             return Err(SshConfigError::Unsupported {
                 at: found.at.to_string(),
@@ -373,55 +348,12 @@ fn reject_unsupported(opts: &Options, host: &str) -> Result<(), SshConfigError> 
     Ok(())
 }
 
-/// One ProxyJump hop: `[user@]host[:port]` or `ssh://[user@]host[:port]`.
-fn parse_hop(text: &str) -> Result<HostSpec, String> {
-    let text = text.strip_prefix("ssh://").unwrap_or(text);
-    if text.is_empty() {
-        return Err("empty hop".into());
-    }
-    text.parse::<HostSpec>()
-        .map_err(|e| format!("hop {text:?}: {e}"))
-}
-
 fn yes_no(
     found: Option<&Found>,
     option: &'static str,
     bad: &dyn Fn(&Found, &'static str, String) -> SshConfigError,
 ) -> Result<Option<bool>, SshConfigError> {
-    match found {
-        None => Ok(None),
-        Some(f) if f.value().eq_ignore_ascii_case("yes") => Ok(Some(true)),
-        Some(f) if f.value().eq_ignore_ascii_case("no") => Ok(Some(false)),
-        Some(f) => Err(bad(f, option, "expected yes or no".into())),
-    }
-}
-
-/// OpenSSH's time format: seconds, or numbers with s/m/h/d/w units run together (`1h30m`).
-fn convtime(text: &str) -> Option<Duration> {
-    if text.is_empty() {
-        return None;
-    }
-    let mut total: u64 = 0;
-    let mut number = String::new();
-    for c in text.chars() {
-        if c.is_ascii_digit() {
-            number.push(c);
-            continue;
-        }
-        let unit = match c.to_ascii_lowercase() {
-            's' => 1,
-            'm' => 60,
-            'h' => 3600,
-            'd' => 86400,
-            'w' => 604800,
-            _ => return None,
-        };
-        let n: u64 = number.parse().ok()?;
-        total = total.checked_add(n.checked_mul(unit)?)?;
-        number.clear();
-    }
-    if !number.is_empty() {
-        total = total.checked_add(number.parse().ok()?)?;
-    }
-    Some(Duration::from_secs(total))
+    found
+        .map(|f| values::flag(f.value()).map_err(|m| bad(f, option, m)))
+        .transpose()
 }

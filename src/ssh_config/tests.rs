@@ -2,6 +2,7 @@ use super::*;
 use crate::config::Config;
 
 mod fidelity;
+mod reading;
 
 fn config_for(hosts: &str, toml_hosts: &str) -> Config {
     let text = format!(
@@ -153,51 +154,62 @@ fn proxy_jump_none_is_direct() {
     assert_eq!(host.host_name, "srv11");
 }
 
-#[test]
-fn bad_values_name_option_and_value() {
-    let config = config_for("srv11", "");
-    for (text, option, value) in [
-        (
-            "Host srv11\n  StrictHostKeyChecking maybe\n",
-            "StrictHostKeyChecking",
-            "maybe",
-        ),
-        (
-            "Host srv11\n  IdentitiesOnly perhaps\n",
-            "IdentitiesOnly",
-            "perhaps",
-        ),
-        (
-            "Host srv11\n  ServerAliveCountMax lots\n",
-            "ServerAliveCountMax",
-            "lots",
-        ),
-    ] {
-        let err = ssh(text)
-            .resolve(&config, &config.forwards[0].host)
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains(option) && err.contains(value), "{err}");
-    }
-}
-
-#[test]
-fn parse_error_names_file_and_line() {
-    let text = "Host srv11\n  User vit\n  Port notaport\n";
-    let err = SshConfigFile::parse(
+fn parse_err(text: &str) -> String {
+    SshConfigFile::parse(
         Path::new("/test/ssh_config"),
         text,
         PathBuf::from("/home/u"),
     )
-    .map(|ssh| {
-        let config = config_for("srv11", "");
-        ssh.resolve(&config, &config.forwards[0].host)
-    })
-    .expect("parses")
-    .expect_err("bad port is an error")
-    .to_string();
-    assert!(err.starts_with("/test/ssh_config:3:"), "{err}");
-    assert!(err.contains("Port \"notaport\""), "{err}");
+    .err()
+    .expect("the file is refused")
+    .to_string()
+}
+
+#[test]
+fn bad_values_name_file_line_option_and_value() {
+    for (text, line, value) in [
+        (
+            "Host srv11\n  StrictHostKeyChecking maybe\n",
+            2,
+            "StrictHostKeyChecking maybe",
+        ),
+        (
+            "Host srv11\n  IdentitiesOnly perhaps\n",
+            2,
+            "IdentitiesOnly perhaps",
+        ),
+        (
+            "Host srv11\n  ServerAliveCountMax lots\n",
+            2,
+            "ServerAliveCountMax lots",
+        ),
+        (
+            "Host srv11\n  User vit\n  Port notaport\n",
+            3,
+            "Port notaport",
+        ),
+    ] {
+        let err = parse_err(text);
+        assert!(
+            err.starts_with(&format!("/test/ssh_config:{line}:")),
+            "{err}"
+        );
+        assert!(err.contains(value), "{err}");
+    }
+}
+
+/// Issue 16 item 9: OpenSSH checks every line as it reads it, so a bad value refuses the
+/// file even where it would not decide the option for the host.
+#[test]
+fn a_bad_value_refuses_the_file_even_where_it_does_not_apply() {
+    for text in [
+        "Host other\n  Port 70000\nHost srv11\n  Port 22\n",
+        "Host srv11\n  Port 22\n  Port 70000\n",
+        "Match host x\n  ServerAliveInterval 10000000000000000000\n",
+    ] {
+        let err = parse_err(text);
+        assert!(err.contains("/test/ssh_config:"), "{err}");
+    }
 }
 
 #[test]

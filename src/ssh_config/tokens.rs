@@ -25,15 +25,23 @@ pub(super) struct Tokens<'a> {
     pub(super) local_user: &'a str,
 }
 
-/// `~` and `~/…` against `home`; `~user` is refused rather than guessed.
+/// `~` and `~/…` against `home`; `~user` and `~user/…` against that user's home directory
+/// in the password database (an unknown user is an error, as in OpenSSH).
 pub(super) fn expand_tilde(value: &str, home: &Path) -> Result<PathBuf, String> {
-    if value == "~" || value.starts_with("~/") {
-        return Ok(home.join(value.trim_start_matches('~').trim_start_matches('/')));
-    }
-    if value.starts_with('~') {
-        return Err("`~user` paths are not supported; write the full path".into());
-    }
-    Ok(PathBuf::from(value))
+    let Some(after) = value.strip_prefix('~') else {
+        return Ok(PathBuf::from(value));
+    };
+    let (user, rest) = after.split_once('/').unwrap_or((after, ""));
+    let base = match user {
+        "" => home.to_path_buf(),
+        user => super::openssh::user_home(user)
+            .ok_or_else(|| format!("no such user {user:?} for `~{user}`"))?,
+    };
+    Ok(if rest.is_empty() {
+        base
+    } else {
+        base.join(rest)
+    })
 }
 
 /// A path option's value with `~`, `${VAR}` and every `%` token of `Tokens` expanded.
@@ -199,12 +207,26 @@ mod tests {
     }
 
     #[test]
-    fn unknown_tokens_and_user_tilde_are_errors() {
+    fn unknown_tokens_and_unknown_tilde_users_are_errors() {
         assert!(expand_path("%z", &tokens()).unwrap_err().contains("%z"));
         assert!(
-            expand_path("~bob/k", &tokens())
+            expand_path("~no-such-user-lazytunnel/k", &tokens())
                 .unwrap_err()
-                .contains("~user")
+                .contains("no such user")
+        );
+    }
+
+    /// Issue 16 item 8: `~user` is that user's home, as OpenSSH expands it.
+    #[test]
+    fn tilde_user_is_that_users_home() {
+        let root = super::super::openssh::user_home("root").expect("root has a home");
+        assert_eq!(
+            expand_path("~root/.ssh/k", &tokens()).unwrap(),
+            root.join(".ssh/k")
+        );
+        assert_eq!(
+            expand_path("~", &tokens()).unwrap(),
+            PathBuf::from("/home/u")
         );
     }
 
