@@ -23,7 +23,7 @@ const NGINX: &str = "/usr/sbin/nginx";
 pub const PAGE_BYTES: usize = 300;
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The programs found (or installed): nginx, ab, and PostgreSQL's bin dir.
+/// Where PostgreSQL's programs are, once nginx, ab and PostgreSQL are known to be installed.
 pub struct Tools {
     pub postgres_bin: PathBuf,
 }
@@ -51,7 +51,9 @@ pub fn tools() -> Result<Tools, String> {
     };
     let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
     args.extend(PACKAGES);
-    if !apt(&args) && !(apt(&["update", "-qq"]) && apt(&args)) {
+    // A fresh machine may not have the package lists yet.
+    let installed = apt(&args) || (apt(&["update", "-qq"]) && apt(&args));
+    if !installed {
         return Err(format!("`{install}` failed"));
     }
     find().ok_or_else(|| format!("still missing after `{install}`"))
@@ -128,6 +130,7 @@ pub fn nginx() -> RealServer {
 pub fn postgres(bin: &Path) -> RealServer {
     let dir = temp_dir("lazytunnel-bench-postgres-");
     // PostgreSQL refuses to run as root: as root, run it as the `postgres` user (or nobody).
+    // SAFETY: getuid cannot fail.
     let user = unsafe { libc::getuid() == 0 }.then(|| {
         let user = account("postgres").or_else(|| account("nobody"));
         let (uid, gid) = user.expect("no `postgres` or `nobody` account to run PostgreSQL as");
@@ -217,7 +220,9 @@ fn temp_dir(prefix: &str) -> TempDir {
 /// The uid and gid of the account `name`.
 fn account(name: &str) -> Option<(u32, u32)> {
     let name = CString::new(name).ok()?;
-    // SAFETY: getpwnam returns null or a pointer to a static record, read at once.
+    // SAFETY: getpwnam returns null or a pointer to a static record, read at once (the
+    // benchmark looks up no other account meanwhile).
     let entry = unsafe { libc::getpwnam(name.as_ptr()) };
+    // SAFETY: checked non-null just before.
     (!entry.is_null()).then(|| unsafe { ((*entry).pw_uid, (*entry).pw_gid) })
 }
