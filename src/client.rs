@@ -15,9 +15,11 @@ use tracing::warn;
 
 use crate::auth::{self, AuthError};
 use crate::ssh_config::HostConfig;
+use quick_ack::QuickAck;
 
 mod algorithms;
 mod handler;
+mod quick_ack;
 
 pub use handler::Client;
 
@@ -161,7 +163,7 @@ async fn establish(
     // burst of control packets (a channel's open confirmation, data, EOF and close) at once,
     // and a short read tells tokio the socket is drained; a packet's bulk, larger than the
     // buffer, is still read straight into russh's own buffer.
-    let stream = tokio::io::BufReader::with_capacity(READ_BATCH, stream);
+    let stream = tokio::io::BufReader::with_capacity(READ_BATCH, QuickAck::new(stream));
     let window = window(&host, rtt, carries);
     handshake(host, stream, local_addr, remote_addr, rtt, window, budget).await
 }

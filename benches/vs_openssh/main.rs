@@ -5,7 +5,8 @@
 //! Run: `cargo bench --bench vs_openssh` (needs OpenSSH's `sshd` and `ssh`, as the tests do:
 //! `scripts/test` installs them). Environment:
 //! - `LAZYTUNNEL_BENCH_QUICK=1`: smaller transfers and fewer repetitions (about 20 s);
-//! - `LAZYTUNNEL_BENCH_ONLY=throughput,parallel,latency,cold,idle,many,far`: just those parts;
+//! - `LAZYTUNNEL_BENCH_ONLY=throughput,parallel,latency,cold,idle,many,far,clients`: just those
+//!   parts (`clients`: ab and pgbench against nginx and PostgreSQL, see `clients.rs`);
 //! - `LAZYTUNNEL_BENCH_CIPHERS=default` or `aes256-gcm`: just that cipher setting;
 //! - `LAZYTUNNEL_BENCH_CONFIG='receive_budget = "256MiB"'`: extra lines for lazytunnel's config;
 //! - `LAZYTUNNEL_BENCH_MIB=N`, `LAZYTUNNEL_BENCH_REPS=N`: bytes per transfer, repetitions.
@@ -14,6 +15,7 @@
 //! ones); each figure is printed as the median of each tool and the median of the
 //! lazytunnel/OpenSSH ratios of back-to-back pairs, which is what to read on a busy machine.
 
+mod clients;
 #[path = "../../tests/common/mod.rs"]
 mod common;
 mod delay_line;
@@ -21,6 +23,7 @@ mod latency;
 mod machine;
 mod many;
 mod measure;
+mod real_servers;
 mod servers;
 mod settings;
 mod throughput;
@@ -139,6 +142,9 @@ async fn run(s: Settings) {
 
     if s.wants("far") {
         far(&mut report, &s, &sshd, [sink.addr, source.addr]).await;
+    }
+    if s.wants("clients") {
+        clients::clients(&mut report, &s, &sshd.ssh_config_path()).await;
     }
     if s.wants("cold") {
         cold(&mut report, &s, &sshd.ssh_config_path(), echo.addr()).await;

@@ -51,6 +51,12 @@ pub enum Better {
     Lower,
 }
 
+/// The ratio a paired figure must reach.
+enum Target {
+    AtLeast(f64),
+    AtMost(f64),
+}
+
 /// Samples of one figure for both tools, taken in pairs.
 #[derive(Default)]
 pub struct Paired {
@@ -83,16 +89,25 @@ pub struct Report {
 }
 
 impl Report {
-    /// A lazytunnel-vs-OpenSSH figure; the target is a ratio of 1.0 unless `target` says more.
+    /// A lazytunnel-vs-OpenSSH figure; the target is a ratio of 1.0.
     pub fn paired(&mut self, metric: &str, unit: &str, samples: &Paired, better: Better) {
-        let ratio = samples.ratio();
-        let met = match better {
-            Better::Higher => ratio >= 1.0,
-            Better::Lower => ratio <= 1.0,
-        };
         let target = match better {
-            Better::Higher => ">= 1.0x",
-            Better::Lower => "<= 1.0x",
+            Better::Higher => Target::AtLeast(1.0),
+            Better::Lower => Target::AtMost(1.0),
+        };
+        self.paired_against(metric, unit, samples, target);
+    }
+
+    /// A figure where lazytunnel must reach `factor` times OpenSSH's (higher is better).
+    pub fn paired_at_least(&mut self, metric: &str, unit: &str, samples: &Paired, factor: f64) {
+        self.paired_against(metric, unit, samples, Target::AtLeast(factor));
+    }
+
+    fn paired_against(&mut self, metric: &str, unit: &str, samples: &Paired, target: Target) {
+        let ratio = samples.ratio();
+        let (met, target) = match target {
+            Target::AtLeast(t) => (ratio >= t, format!(">= {t:.1}x")),
+            Target::AtMost(t) => (ratio <= t, format!("<= {t:.1}x")),
         };
         self.row(
             metric,

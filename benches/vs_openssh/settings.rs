@@ -17,6 +17,8 @@ pub struct Settings {
     /// Repetitions of each transfer per tool.
     pub reps: usize,
     pub echoes: usize,
+    /// Alternating rounds of each real-client run (ab, pgbench) per tool.
+    pub client_rounds: usize,
     pub colds: usize,
     pub idle: Duration,
     pub idle_forwards: usize,
@@ -45,6 +47,7 @@ impl Settings {
             streams: 8,
             reps: number("LAZYTUNNEL_BENCH_REPS").map_or(if quick { 3 } else { 5 }, |n| n as usize),
             echoes: if quick { 100 } else { 500 },
+            client_rounds: if quick { 3 } else { 5 },
             colds: if quick { 3 } else { 7 },
             idle: Duration::from_secs(if quick { 3 } else { 10 }),
             idle_forwards: 10,

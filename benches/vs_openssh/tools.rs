@@ -94,7 +94,7 @@ impl Forwarder {
 
 /// Whether a socket listens on 127.0.0.1:`port` (state 0A in /proc/net/tcp). Probing with a
 /// connection instead would open a channel to the target.
-fn is_listening(port: u16) -> bool {
+pub fn is_listening(port: u16) -> bool {
     let local = format!("0100007F:{port:04X}");
     std::fs::read_to_string("/proc/net/tcp")
         .map(|table| {
