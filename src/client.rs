@@ -353,7 +353,7 @@ mod tests {
         host.keepalive_interval = Duration::MAX;
         host.keepalive_max = u32::MAX;
         assert_eq!(dead_after(&host), Duration::MAX);
-        let _ = russh_config(&host, WINDOW_MIN);
+        let _ = russh_config(&host, WINDOW_MIN, Arc::new(WindowBudget::new(1 << 20)));
     }
 
     #[test]
