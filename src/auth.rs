@@ -52,8 +52,14 @@ pub async fn authenticate<H: Handler>(
     host: &HostConfig,
 ) -> Result<(), AuthError> {
     let mut tried: Vec<String> = Vec::new();
-    let files = load_identity_files(host);
-    let certs = certificates::load(host);
+    // Files are read on the blocking pool: a key on a hung file system must not stop the
+    // daemon's only worker.
+    let (files, certs) = {
+        let host = host.clone();
+        tokio::task::spawn_blocking(move || (load_identity_files(&host), certificates::load(&host)))
+            .await
+            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+    };
 
     let agent_socket = match &host.identity_agent {
         IdentityAgent::Disabled => None,
@@ -267,8 +273,11 @@ fn load_identity_files(host: &HostConfig) -> Vec<IdentityFile> {
                 }
                 return None;
             }
-            let public = russh::keys::load_public_key(pub_path(path)).ok();
-            let (secret, public) = match russh::keys::load_secret_key(path, None) {
+            let public = read_public_key(&pub_path(path));
+            let secret = crate::files::read_capped_string(path, crate::files::MAX_SMALL_FILE)
+                .map_err(russh::keys::Error::from)
+                .and_then(|text| russh::keys::decode_secret_key(&text, None));
+            let (secret, public) = match secret {
                 Ok(key) => {
                     let public = public.or_else(|| Some(key.public_key().clone()));
                     (KeyFile::Loaded(Arc::new(key)), public)
@@ -286,6 +295,16 @@ fn load_identity_files(host: &HostConfig) -> Vec<IdentityFile> {
             })
         })
         .collect()
+}
+
+/// The public key in an OpenSSH `.pub` file, if it holds one.
+fn read_public_key(path: &Path) -> Option<PublicKey> {
+    let text = crate::files::read_capped_string(path, crate::files::MAX_SMALL_FILE).ok()?;
+    let line = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('#'))?;
+    PublicKey::from_openssh(line).ok()
 }
 
 fn pub_path(path: &Path) -> PathBuf {

@@ -11,6 +11,7 @@ pub mod client;
 pub mod config;
 pub mod control;
 pub mod daemon;
+pub mod files;
 pub mod forward;
 pub mod jump;
 pub mod known_hosts;

@@ -271,7 +271,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     let started = listening.start(args.foreground, &paths::log_file()?)?;
     let (listeners, control) = (started.listeners, started.control);
-    started.runtime.block_on(async {
+    let served = started.runtime.block_on(async {
         let bound = listeners
             .sockets
             .into_iter()
@@ -310,7 +310,10 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         drop(control);
         drop(started.lock);
         Ok(())
-    })
+    });
+    // A file read stuck on a hung file system holds a blocking-pool thread: do not wait for it.
+    started.runtime.shutdown_background();
+    served
 }
 
 /// The signals the daemon acts on, installed before it serves (SIGHUP would kill it otherwise).

@@ -37,7 +37,10 @@ pub(super) fn load(host: &HostConfig) -> Vec<CertFile> {
             }
             continue;
         }
-        match russh::keys::load_openssh_certificate(&path) {
+        let read = crate::files::read_capped_string(&path, crate::files::MAX_SMALL_FILE)
+            .map_err(russh::keys::ssh_key::Error::from)
+            .and_then(|text| Certificate::from_openssh(&text));
+        match read {
             Ok(cert) => certs.push(CertFile { path, cert }),
             Err(e) => warn!(file = %path.display(), "cannot use certificate file: {e}"),
         }
