@@ -42,6 +42,13 @@ pub enum AuthError {
         "authentication as {user}@{host} failed: no identities to try (no agent keys, no key files found)"
     )]
     NoIdentities { user: String, host: String },
+    /// Out of file descriptors while reading keys: a local condition, retried soon.
+    #[error("cannot read the key files for {user}@{host}: {error}")]
+    Files {
+        user: String,
+        host: String,
+        error: std::io::Error,
+    },
     #[error("ssh protocol error during authentication: {0}")]
     Ssh(#[from] russh::Error),
 }
@@ -55,10 +62,17 @@ pub async fn authenticate<H: Handler>(
     // Files are read on the blocking pool: a key on a hung file system must not stop the
     // daemon's only worker.
     let (files, certs) = {
-        let host = host.clone();
-        tokio::task::spawn_blocking(move || (load_identity_files(&host), certificates::load(&host)))
-            .await
-            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+        let owned = host.clone();
+        tokio::task::spawn_blocking(move || {
+            Ok::<_, std::io::Error>((load_identity_files(&owned)?, certificates::load(&owned)?))
+        })
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+        .map_err(|error| AuthError::Files {
+            user: host.user.clone(),
+            host: host.host_name.clone(),
+            error,
+        })?
     };
 
     let agent_socket = match &host.identity_agent {
@@ -263,20 +277,25 @@ struct IdentityFile {
     secret: KeyFile,
 }
 
-fn load_identity_files(host: &HostConfig) -> Vec<IdentityFile> {
-    host.identity_files
-        .iter()
-        .filter_map(|path| {
-            if !path.exists() {
-                if host.identity_files_explicit {
-                    warn!(file = %path.display(), "identity file does not exist");
-                }
-                return None;
+/// Every identity file there is. Fails only when the process is out of descriptors: a key
+/// that could not be opened for that reason must not turn into "no identities".
+fn load_identity_files(host: &HostConfig) -> std::io::Result<Vec<IdentityFile>> {
+    let mut loaded = Vec::new();
+    for path in &host.identity_files {
+        if !path.exists() {
+            if host.identity_files_explicit {
+                warn!(file = %path.display(), "identity file does not exist");
             }
-            let public = read_public_key(&pub_path(path));
-            let secret = crate::files::read_capped_string(path, crate::files::MAX_SMALL_FILE)
+            continue;
+        }
+        let public = read_public_key(&pub_path(path));
+        let secret = match crate::files::read_capped_string(path, crate::files::MAX_SMALL_FILE) {
+            Err(e) if crate::limits::is_out_of_descriptors(&e) => return Err(e),
+            read => read
                 .map_err(russh::keys::Error::from)
-                .and_then(|text| russh::keys::decode_secret_key(&text, None));
+                .and_then(|text| russh::keys::decode_secret_key(&text, None)),
+        };
+        {
             let (secret, public) = match secret {
                 Ok(key) => {
                     let public = public.or_else(|| Some(key.public_key().clone()));
@@ -288,13 +307,14 @@ fn load_identity_files(host: &HostConfig) -> Vec<IdentityFile> {
                     (KeyFile::Unusable, public)
                 }
             };
-            Some(IdentityFile {
+            loaded.push(IdentityFile {
                 path: path.clone(),
                 public,
                 secret,
-            })
-        })
-        .collect()
+            });
+        }
+    }
+    Ok(loaded)
 }
 
 /// The public key in an OpenSSH `.pub` file, if it holds one.

@@ -1,14 +1,13 @@
 //! End-to-end spec: resources stay bounded. Many sequential connections leave descriptors,
-//! threads, memory and server-side channels where they were; running out of descriptors makes
-//! accept back off instead of spinning; the daemon-wide connection limit holds new clients in
-//! the backlog, with a log line, until a connection closes.
+//! threads, memory and server-side channels where they were; a burst of clients beyond the
+//! open-file limit waits in the backlog while the session still opens; the daemon-wide
+//! connection limit holds new clients in the backlog, with a log line, until a connection
+//! closes.
 
 mod common;
 mod forwarding_support;
 
-use std::time::Duration;
-
-use common::procfs::{self, cpu_ticks, fd_count, open_tcp_sockets, status_field};
+use common::procfs::{self, fd_count, open_tcp_sockets, status_field};
 use common::{DataServer, TIMEOUT, TestDaemon, TestSshd, wait_for_count};
 use forwarding_support::{Forward, config_text, echo_once, start_daemon};
 use tokio::io::AsyncReadExt;
@@ -93,7 +92,14 @@ async fn ten_thousand_sequential_connections_leave_descriptors_threads_memory_an
     assert!(finished.iter().all(|report| report.error.is_none()));
     assert_eq!(echo.active(), 0, "target connections left open by sshd");
     assert_eq!(after.0, before.0, "daemon descriptors");
-    assert_eq!(after.1, before.1, "daemon threads");
+    // Files are read on the blocking pool, whose idle threads leave after a while: the count
+    // may fall, never grow.
+    assert!(
+        after.1 <= before.1,
+        "daemon threads grew from {} to {}",
+        before.1,
+        after.1
+    );
     assert!(
         after.2 < before.2 + 4096,
         "RSS grew from {} kB to {} kB",
@@ -109,44 +115,32 @@ async fn ten_thousand_sequential_connections_leave_descriptors_threads_memory_an
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn running_out_of_descriptors_backs_off_instead_of_spinning_and_recovers() {
+async fn a_burst_beyond_the_descriptor_limit_waits_in_the_backlog_and_the_host_never_fails() {
     let sshd = TestSshd::start();
     let echo = DataServer::echo().await;
-    let forward = Forward::new("exhausted", echo.addr());
+    let forward = Forward::new("burst", echo.addr());
     let daemon = TestDaemon::builder()
         .config_text(config_text(&sshd.ssh_config_path(), "", &[&forward]))
         .nofile_limit(48)
         .start();
     daemon.wait_for_log("listening", TIMEOUT).await;
-    let pid = daemon.pid();
 
-    // Each served client costs the daemon one descriptor; hold more than it has.
-    let mut held = Vec::new();
-    for i in 0..64 {
-        held.push(forward.connect().await);
-        if i == 0 {
-            echo_once(&mut held[0], b"first").await;
-        }
+    // More clients than the daemon has descriptors, all before its session exists: the
+    // session's own socket and file reads must still find descriptors.
+    let mut burst = Vec::new();
+    for _ in 0..64 {
+        burst.push(forward.connect().await);
     }
-    daemon.wait_for_log("Too many open files", TIMEOUT).await;
-    let ticks_before = cpu_ticks(pid);
-    let failures_before = daemon.log_file().count("accept failed");
-    // Two seconds of exhaustion: a spinning accept loop would burn ~200 ticks (100 Hz).
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let spent = cpu_ticks(pid) - ticks_before;
-    let failures = daemon.log_file().count("accept failed") - failures_before;
-    eprintln!("{spent} CPU ticks and {failures} accept failures in 2 s of EMFILE");
-    assert!(spent < 40, "{spent} CPU ticks in 2 s out of descriptors");
-    // Pauses double from 10 ms to 1 s: at most 8 failures fit in 2 s.
-    assert!(failures <= 8, "{failures} accept failures logged in 2 s");
-
-    // Freeing descriptors lets the waiting clients in, each served.
-    let waiting = held.split_off(32);
-    drop(held);
-    for mut client in waiting {
-        echo_once(&mut client, b"served after the shortage").await;
+    // Each is served in turn as earlier ones leave: those beyond the share wait in the backlog.
+    for (i, mut client) in burst.into_iter().enumerate() {
+        echo_once(&mut client, format!("burst client {i}").as_bytes()).await;
     }
-    assert_eq!(daemon.log_file().count("session up"), 1);
+    let mut after = forward.connect().await;
+    echo_once(&mut after, b"served after the burst").await;
+    let log = daemon.log();
+    assert_eq!(daemon.log_file().count("session up"), 1, "{log}");
+    assert_eq!(daemon.log_file().count("session failed"), 0, "{log}");
+    assert_eq!(daemon.log_file().count("Too many open files"), 0, "{log}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -107,6 +107,12 @@ impl client::Handler for Client {
         };
         let verdict = match verifying.await {
             Ok(Ok(verdict)) => verdict,
+            // Out of descriptors says nothing about the key: fail the handshake, not the host.
+            Ok(Err(known_hosts::KnownHostsError::Read { error, .. }))
+                if crate::limits::is_out_of_descriptors(&error) =>
+            {
+                return Err(russh::Error::IO(error));
+            }
             Ok(Err(e)) => return self.refuse(format!("host key check for {name} failed: {e}")),
             Err(e) => return self.refuse(format!("host key check for {name} failed: {e}")),
         };
