@@ -19,7 +19,39 @@ pub const MAX_KNOWN_HOSTS: u64 = 64 * 1024 * 1024;
 /// The whole contents of the regular file at `path`, refused beyond `cap` bytes. A missing
 /// file keeps [`io::ErrorKind::NotFound`], so callers can treat it as empty.
 pub fn read_capped(path: &Path, cap: u64) -> io::Result<Vec<u8>> {
+    read_opened(open_regular(path)?, cap)
+}
+
+/// Like [`read_capped_string`], for a file that decides how hosts are checked: refused, as
+/// OpenSSH refuses such an ssh_config, when someone else could have written it (owned by
+/// another user than us or root, or writable by group or others).
+pub fn read_private_string(path: &Path, cap: u64) -> io::Result<String> {
+    use std::os::unix::fs::MetadataExt;
     let file = open_regular(path)?;
+    let meta = file.metadata()?;
+    // SAFETY: getuid has no preconditions.
+    let me = unsafe { libc::getuid() };
+    if meta.uid() != 0 && meta.uid() != me {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!("bad owner: uid {}, neither you nor root", meta.uid()),
+        ));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "bad permissions: writable by group or others (mode {:o}), so someone else could \
+                 turn host key checking off; `chmod go-w` it",
+                meta.mode() & 0o777
+            ),
+        ));
+    }
+    String::from_utf8(read_opened(file, cap)?)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "not UTF-8 text"))
+}
+
+fn read_opened(file: File, cap: u64) -> io::Result<Vec<u8>> {
     let mut bytes = Vec::new();
     file.take(cap.saturating_add(1)).read_to_end(&mut bytes)?;
     if bytes.len() as u64 > cap {
@@ -99,5 +131,19 @@ mod tests {
             assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{path:?}");
             assert!(err.to_string().contains(what), "{path:?}: {err}");
         }
+    }
+
+    #[test]
+    fn a_file_others_could_write_is_refused_as_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, "x = 1\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(read_private_string(&path, 100).unwrap(), "x = 1\n");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o664)).unwrap();
+        let err = read_private_string(&path, 100).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::PermissionDenied);
+        assert!(err.to_string().contains("mode 664"), "{err}");
     }
 }

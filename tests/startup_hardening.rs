@@ -1,7 +1,8 @@
 //! End-to-end specs of what the daemon refuses at start-up from a socket manager: an
 //! inherited socket listening on every interface while the forward is loopback-only, and a
 //! `LISTEN_FDS` count naming descriptors that were never passed. Either ends the daemon with a
-//! message naming the culprit before it serves anything.
+//! message naming the culprit before it serves anything; so does a config file others could
+//! write (it can turn host key checking off).
 
 mod common;
 mod forwarding_support;
@@ -94,4 +95,25 @@ async fn a_listen_fds_count_beyond_the_passed_sockets_is_refused_naming_it() {
         .wait_for_count("daemon", "listening", 1, TIMEOUT)
         .await;
     drop(again);
+}
+
+#[test]
+fn a_config_file_others_could_write_is_refused_naming_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("lazytunnel.toml");
+    common::write_file(
+        &config,
+        "[[forward]]\nlisten = \"127.0.0.1:4445\"\nhost = \"h\"\ntarget = \"t:1\"\n",
+    );
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+    let output =
+        common::daemon::run_cli(["check".as_ref(), "--config".as_ref(), config.as_os_str()]);
+    assert!(!output.status.success(), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(common::path_str(&config))
+            && stderr.contains("writable by group or others"),
+        "{stderr}"
+    );
 }

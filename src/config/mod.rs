@@ -256,7 +256,8 @@ impl Config {
 /// Reads a whole config file, refusing to read without end from a mistaken path such as
 /// `/dev/zero`.
 fn read_limited(path: &Path) -> Result<String, ConfigError> {
-    crate::files::read_capped_string(path, MAX_CONFIG_BYTES).map_err(|error| ConfigError::Read {
+    // It can turn host key checking off: checked like ~/.ssh/config.
+    crate::files::read_private_string(path, MAX_CONFIG_BYTES).map_err(|error| ConfigError::Read {
         path: path.to_path_buf(),
         error,
     })
