@@ -19,6 +19,7 @@ pub mod limits;
 pub mod listener;
 pub mod memory;
 pub mod netwatch;
+pub mod printable;
 pub mod service;
 pub mod session;
 pub mod ssh_config;

@@ -238,7 +238,8 @@ impl client::Handler for Client {
             DisconnectReason::ReceivedDisconnect(info) => {
                 format!(
                     "server disconnected: {:?} {}",
-                    info.reason_code, info.message
+                    info.reason_code,
+                    crate::printable::printable(&info.message)
                 )
             }
             DisconnectReason::Error(e) => e.to_string(),

@@ -196,10 +196,12 @@ impl HostSlot {
     /// process's condition, not the host's: it pauses only briefly and counts no failure.
     fn record_failure(&self, error: ConnectError, backoff: Backoff) {
         let host = self.host();
+        // Server text and config values in it must not forge log lines.
+        let shown = crate::printable::printable(&error.to_string()).into_owned();
         if out_of_descriptors(&error) {
             warn!(
                 %host,
-                "session not opened: {error}; out of file descriptors here (not the host's \
+                "session not opened: {shown}; out of file descriptors here (not the host's \
                  fault), retrying in {}",
                 humantime::format_duration(LOCAL_RETRY)
             );
@@ -219,7 +221,7 @@ impl HostSlot {
             warn!(
                 %host,
                 failures = s.failures,
-                "session failed ({kind}): {error}; next attempt no sooner than in {}",
+                "session failed ({kind}): {shown}; next attempt no sooner than in {}",
                 humantime::format_duration(round_to_millis(delay))
             );
             s.enter(Phase::Backoff {
