@@ -78,7 +78,8 @@ fn open_regular(path: &Path) -> io::Result<File> {
         .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
         .open(path)?;
     let kind = file.metadata()?.file_type();
-    if kind.is_file() {
+    // `/dev/null` is the usual way to say "no such file" (`ssh -F /dev/null`): it reads empty.
+    if kind.is_file() || (kind.is_char_device() && path == Path::new("/dev/null")) {
         return Ok(file);
     }
     let what = if kind.is_fifo() {
@@ -111,6 +112,7 @@ mod tests {
         let err = read_capped(&path, 4).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
         assert!(err.to_string().contains("larger than 4 bytes"), "{err}");
+        assert_eq!(read_capped(Path::new("/dev/null"), 5).unwrap(), b"");
         let missing = read_capped(&dir.path().join("none"), 5).unwrap_err();
         assert_eq!(missing.kind(), io::ErrorKind::NotFound);
     }
