@@ -42,6 +42,13 @@ pub enum AuthError {
         "authentication as {user}@{host} failed: no identities to try (no agent keys, no key files found)"
     )]
     NoIdentities { user: String, host: String },
+    /// Out of file descriptors while reading keys: a local condition, retried soon.
+    #[error("cannot read the key files for {user}@{host}: {error}")]
+    Files {
+        user: String,
+        host: String,
+        error: std::io::Error,
+    },
     #[error("ssh protocol error during authentication: {0}")]
     Ssh(#[from] russh::Error),
 }
@@ -52,8 +59,21 @@ pub async fn authenticate<H: Handler>(
     host: &HostConfig,
 ) -> Result<(), AuthError> {
     let mut tried: Vec<String> = Vec::new();
-    let files = load_identity_files(host);
-    let certs = certificates::load(host);
+    // Files are read on the blocking pool: a key on a hung file system must not stop the
+    // daemon's only worker.
+    let (files, certs) = {
+        let owned = host.clone();
+        tokio::task::spawn_blocking(move || {
+            Ok::<_, std::io::Error>((load_identity_files(&owned)?, certificates::load(&owned)?))
+        })
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+        .map_err(|error| AuthError::Files {
+            user: host.user.clone(),
+            host: host.host_name.clone(),
+            error,
+        })?
+    };
 
     let agent_socket = match &host.identity_agent {
         IdentityAgent::Disabled => None,
@@ -257,18 +277,26 @@ struct IdentityFile {
     secret: KeyFile,
 }
 
-fn load_identity_files(host: &HostConfig) -> Vec<IdentityFile> {
-    host.identity_files
-        .iter()
-        .filter_map(|path| {
-            if !path.exists() {
-                if host.identity_files_explicit {
-                    warn!(file = %path.display(), "identity file does not exist");
-                }
-                return None;
+/// Every identity file there is. Fails only when the process is out of descriptors: a key
+/// that could not be opened for that reason must not turn into "no identities".
+fn load_identity_files(host: &HostConfig) -> std::io::Result<Vec<IdentityFile>> {
+    let mut loaded = Vec::new();
+    for path in &host.identity_files {
+        if !path.exists() {
+            if host.identity_files_explicit {
+                warn!(file = %path.display(), "identity file does not exist");
             }
-            let public = russh::keys::load_public_key(pub_path(path)).ok();
-            let (secret, public) = match russh::keys::load_secret_key(path, None) {
+            continue;
+        }
+        let public = read_public_key(&pub_path(path));
+        let secret = match crate::files::read_capped_string(path, crate::files::MAX_SMALL_FILE) {
+            Err(e) if crate::limits::is_out_of_descriptors(&e) => return Err(e),
+            read => read
+                .map_err(russh::keys::Error::from)
+                .and_then(|text| russh::keys::decode_secret_key(&text, None)),
+        };
+        {
+            let (secret, public) = match secret {
                 Ok(key) => {
                     let public = public.or_else(|| Some(key.public_key().clone()));
                     (KeyFile::Loaded(Arc::new(key)), public)
@@ -279,13 +307,24 @@ fn load_identity_files(host: &HostConfig) -> Vec<IdentityFile> {
                     (KeyFile::Unusable, public)
                 }
             };
-            Some(IdentityFile {
+            loaded.push(IdentityFile {
                 path: path.clone(),
                 public,
                 secret,
-            })
-        })
-        .collect()
+            });
+        }
+    }
+    Ok(loaded)
+}
+
+/// The public key in an OpenSSH `.pub` file, if it holds one.
+fn read_public_key(path: &Path) -> Option<PublicKey> {
+    let text = crate::files::read_capped_string(path, crate::files::MAX_SMALL_FILE).ok()?;
+    let line = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('#'))?;
+    PublicKey::from_openssh(line).ok()
 }
 
 fn pub_path(path: &Path) -> PathBuf {

@@ -49,6 +49,9 @@ pub enum ConnectError {
     Auth(#[from] AuthError),
     #[error("ssh handshake with {addr} failed: {error}")]
     Handshake { addr: String, error: russh::Error },
+    /// The attempt ended without an outcome: it panicked, or its task was cancelled.
+    #[error("the connect attempt was abandoned ({0})")]
+    Abandoned(&'static str),
     /// The jump host (ProxyJump) could not carry the connection.
     #[error("through jump host {jump}: {error}")]
     Jump {
@@ -69,6 +72,7 @@ impl ConnectError {
             ConnectError::Auth(_) => "authentication",
             ConnectError::Handshake { .. } => "ssh handshake",
             ConnectError::Jump { .. } => "jump host",
+            ConnectError::Abandoned(_) => "internal",
         }
     }
 

@@ -87,8 +87,9 @@ pub enum Verdict {
 
 #[derive(Debug, thiserror::Error)]
 pub enum KnownHostsError {
-    #[error("cannot read known_hosts file {}", path.display())]
-    Read { path: PathBuf, source: io::Error },
+    // The cause is in the message: it reaches `status`, which shows no chain.
+    #[error("cannot read known_hosts file {}: {error}", path.display())]
+    Read { path: PathBuf, error: io::Error },
 }
 
 /// The name OpenSSH looks up and records: `host` for port 22, `[host]:port` otherwise,

@@ -84,6 +84,7 @@ impl ForwardStats {
     }
 
     fn record_error(&self, error: String) {
+        let error = crate::printable::printable(&error).into_owned();
         *self
             .last_error
             .lock()
@@ -211,7 +212,10 @@ async fn handle_connection(
     let lease = match opened {
         Ok(lease) => lease,
         Err(e) => {
-            warn!("connection refused: {e}");
+            warn!(
+                "connection refused: {}",
+                crate::printable::printable(&e.to_string())
+            );
             stats.record_error(e.to_string());
             forward::reset(&stream);
             return;
@@ -229,7 +233,7 @@ async fn handle_connection(
         Ok(moved) => debug!(up = moved.up, down = moved.down, "closed"),
         Err(ForwardError::Local(e)) => debug!("reset: local client: {e}"),
         Err(e) => {
-            info!("reset: {e}");
+            info!("reset: {}", crate::printable::printable(&e.to_string()));
             stats.record_error(e.to_string());
         }
     }

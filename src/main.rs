@@ -9,12 +9,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::Context;
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use lazytunnel::config::Config;
-use lazytunnel::control::{client, server};
+use lazytunnel::control::client;
 use lazytunnel::listener::BoundForward;
 use lazytunnel::service::install::{self, Manager};
-use lazytunnel::service::lock::InstanceLock;
-use lazytunnel::service::{activation, detach, idle, paths, systemd};
-use lazytunnel::{check, daemon, manual};
+use lazytunnel::service::{idle, paths, systemd};
+use lazytunnel::{check, daemon, manual, startup};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
@@ -259,6 +258,7 @@ fn install(manager: InstallManager) -> anyhow::Result<()> {
 /// happens before detaching, so that it reaches the terminal with a non-zero exit.
 fn run(args: RunArgs) -> anyhow::Result<()> {
     init_logging(args.verbose, args.quiet, args.foreground);
+    let inherited = startup::begin()?;
     let mut config = match &args.destination {
         Some(destination) => Config::ad_hoc(&args.local_forwards, destination)?,
         None => load_config(args.config)?,
@@ -274,25 +274,17 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             humantime::format_duration(idle::MIN_SENSIBLE)
         );
     }
-    let control_path = paths::control_socket(&config)?;
-    let mut lock = InstanceLock::acquire(&control_path)?;
-    // Only with the lock held: a socket already there is then a dead daemon's.
-    let control = server::bind(&control_path)?;
-    let listeners = activation::open_listeners(&config.forwards)?;
-    if config.exit_when_idle.is_some() && listeners.inherited == 0 {
+    let listening = inherited
+        .lock(&paths::control_socket(&config)?)?
+        .listen(&config.forwards)?;
+    if config.exit_when_idle.is_some() && listening.inherited() == 0 {
         info!(
             "exit_when_idle is set but no socket manager passed sockets: the ports close when lazytunnel exits"
         );
     }
-    let ready = if args.foreground {
-        None
-    } else {
-        Some(detach::detach(&paths::log_file()?)?)
-    };
-    lock.write_pid()?;
-    lazytunnel::memory::tune();
-    let runtime = daemon_runtime().context("cannot start the async runtime")?;
-    runtime.block_on(async {
+    let started = listening.start(args.foreground, &paths::log_file()?)?;
+    let (listeners, control) = (started.listeners, started.control);
+    let served = started.runtime.block_on(async {
         let bound = listeners
             .sockets
             .into_iter()
@@ -314,7 +306,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             listeners.inherited
         );
         systemd::notify_ready(&status);
-        if let Some(ready) = ready {
+        if let Some(ready) = started.ready {
             ready.signal();
         }
         daemon::run(daemon::Setup {
@@ -329,8 +321,12 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         .await;
         // The socket file goes before the lock is released, so `stop` finds neither.
         drop(control);
+        drop(started.lock);
         Ok(())
-    })
+    });
+    // A file read stuck on a hung file system holds a blocking-pool thread: do not wait for it.
+    started.runtime.shutdown_background();
+    served
 }
 
 /// The signals the daemon acts on, installed before it serves (SIGHUP would kill it otherwise).
@@ -395,17 +391,4 @@ fn init_logging(verbose: u8, quiet: bool, foreground: bool) {
         .with_writer(std::io::stderr)
         .init();
     LOGGING.store(true, Ordering::Relaxed);
-}
-
-/// One worker thread unless `TOKIO_WORKER_THREADS` asks for more. Each packet crosses from
-/// the session's task to its connection's and back; on one thread that is a function call, on
-/// two it is often a futex wake-up of the other thread: measured, a warm connect took 15-20%
-/// longer with a worker per core, and a GiB cost 10-20% more CPU, for no more throughput (one
-/// core moves well over 1 GB/s with AES-GCM).
-fn daemon_runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
-        builder.worker_threads(1);
-    }
-    builder.enable_all().build()
 }

@@ -8,8 +8,8 @@
 //! the memory goes back when a session closes, so a daemon left running keeps no more than it
 //! needs between bursts.
 
-/// Called once at startup, before other threads exist.
-pub fn tune() {
+/// Called once at startup ([`crate::startup`]), before other threads exist.
+pub(crate) fn tune() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets allocator parameters; it is called before other threads run.
     unsafe {

@@ -250,7 +250,7 @@ impl SshConfigFile {
 }
 
 fn read(path: &Path, missing_is_empty: bool) -> Result<Option<String>, SshConfigError> {
-    match std::fs::read_to_string(path) {
+    match crate::files::read_capped_string(path, crate::files::MAX_SMALL_FILE) {
         Ok(text) => Ok(Some(text)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && missing_is_empty => Ok(None),
         Err(error) => Err(SshConfigError::Read {

@@ -1,12 +1,11 @@
 //! End-to-end spec: resources stay bounded. Many sequential connections leave descriptors,
-//! threads, memory and server-side channels where they were; running out of descriptors makes
-//! accept back off instead of spinning; the daemon-wide connection limit holds new clients in
-//! the backlog, with a log line, until a connection closes.
+//! threads, memory and server-side channels where they were; a burst of clients beyond the
+//! open-file limit waits in the backlog while the session still opens; the daemon-wide
+//! connection limit holds new clients in the backlog, with a log line, until a connection
+//! closes.
 
 mod common;
 mod forwarding_support;
-
-use std::time::{Duration, SystemTime};
 
 use common::procfs::{self, fd_count, open_tcp_sockets, status_field};
 use common::{DataServer, TIMEOUT, TestDaemon, TestSshd, wait_for_count};
@@ -93,7 +92,14 @@ async fn ten_thousand_sequential_connections_leave_descriptors_threads_memory_an
     assert!(finished.iter().all(|report| report.error.is_none()));
     assert_eq!(echo.active(), 0, "target connections left open by sshd");
     assert_eq!(after.0, before.0, "daemon descriptors");
-    assert_eq!(after.1, before.1, "daemon threads");
+    // Files are read on the blocking pool, whose idle threads leave after a while: the count
+    // may fall, never grow.
+    assert!(
+        after.1 <= before.1,
+        "daemon threads grew from {} to {}",
+        before.1,
+        after.1
+    );
     assert!(
         after.2 < before.2 + 4096,
         "RSS grew from {} kB to {} kB",
@@ -109,73 +115,33 @@ async fn ten_thousand_sequential_connections_leave_descriptors_threads_memory_an
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn running_out_of_descriptors_backs_off_instead_of_spinning_and_recovers() {
+async fn a_burst_beyond_the_descriptor_limit_waits_in_the_backlog_and_the_host_never_fails() {
     let sshd = TestSshd::start();
     let echo = DataServer::echo().await;
-    let forward = Forward::new("exhausted", echo.addr());
+    let forward = Forward::new("burst", echo.addr());
     let daemon = TestDaemon::builder()
         .config_text(config_text(&sshd.ssh_config_path(), "", &[&forward]))
         .nofile_limit(48)
         .start();
     daemon.wait_for_log("listening", TIMEOUT).await;
 
-    // Each served client costs the daemon one descriptor; hold more than it has.
-    let mut held = Vec::new();
-    for i in 0..64 {
-        held.push(forward.connect().await);
-        if i == 0 {
-            echo_once(&mut held[0], b"first").await;
-        }
+    // More clients than the daemon has descriptors, all before its session exists: the
+    // session's own socket and file reads must still find descriptors.
+    let mut burst = Vec::new();
+    for _ in 0..64 {
+        burst.push(forward.connect().await);
     }
-    // Pauses double from 10 ms and stop at 1 s, which the eighth failure in a row announces.
-    daemon.wait_for_log("retrying in 1s", TIMEOUT).await;
-    // Not spinning: each failure comes no sooner than the pause announced by the one before
-    // (by the log's timestamps, so a slow machine only widens the gaps).
-    let failures = accept_failures(&daemon.log());
-    for (before, after) in failures.iter().zip(&failures[1..]) {
-        let gap = after.0.duration_since(before.0).unwrap_or_default();
-        assert!(
-            gap >= before.1,
-            "failure {after:?} came {gap:?} after {before:?}"
-        );
+    // Each is served in turn as earlier ones leave: those beyond the share wait in the backlog.
+    for (i, mut client) in burst.into_iter().enumerate() {
+        echo_once(&mut client, format!("burst client {i}").as_bytes()).await;
     }
-    // The pauses up to the first 1 s one doubled from 10 ms (an accept that succeeds in
-    // between starts them again at 10 ms, so only that last run is checked).
-    let capped = failures
-        .iter()
-        .position(|f| f.1 == Duration::from_secs(1))
-        .expect("the awaited 1 s pause");
-    let pauses: Vec<Duration> = failures[..=capped].iter().map(|f| f.1).collect();
-    let doubling: Vec<Duration> = (0..8)
-        .map(|i| (Duration::from_millis(10) * (1 << i)).min(Duration::from_secs(1)))
-        .collect();
-    assert!(pauses.ends_with(&doubling), "pauses {pauses:?}");
-
-    // Freeing descriptors lets the waiting clients in, each served.
-    let waiting = held.split_off(32);
-    drop(held);
-    for mut client in waiting {
-        echo_once(&mut client, b"served after the shortage").await;
-    }
-    assert_eq!(daemon.sole_host_status()["sessions_opened"], 1);
-}
-
-/// Each `accept failed ...; retrying in PAUSE` line of `log`: when it was logged, and PAUSE.
-fn accept_failures(log: &str) -> Vec<(SystemTime, Duration)> {
-    log.lines()
-        .filter(|line| line.contains("accept failed"))
-        .map(|line| {
-            let stamp = line.split_whitespace().next().unwrap_or_default();
-            let at = humantime::parse_rfc3339(stamp)
-                .unwrap_or_else(|e| panic!("no timestamp ({e}) on {line:?}"));
-            let pause = line
-                .rsplit_once("retrying in ")
-                .and_then(|(_, rest)| rest.split_whitespace().next())
-                .and_then(|pause| humantime::parse_duration(pause).ok())
-                .unwrap_or_else(|| panic!("no pause on {line:?}"));
-            (at, pause)
-        })
-        .collect()
+    let mut after = forward.connect().await;
+    echo_once(&mut after, b"served after the burst").await;
+    let log = daemon.log();
+    let host = daemon.sole_host_status();
+    assert_eq!(host["sessions_opened"], 1, "{log}");
+    assert_eq!(host["attempts"], 1, "{log}");
+    assert_eq!(daemon.log_file().count("Too many open files"), 0, "{log}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -305,3 +305,25 @@ fn verify(dir: &Path, files: &[(String, String)]) {
         "systemd-analyze complained: {said}"
     );
 }
+
+#[test]
+fn a_config_path_with_a_newline_is_refused_instead_of_injecting_directives() {
+    let setup = Setup::new(CONFIG);
+    let odd = setup.dir().join("x\nExecStartPre=touch pwned\n");
+    std::fs::create_dir_all(&odd).expect("create the directory");
+    let config = odd.join("config.toml");
+    write_file(&config, CONFIG);
+    for manager in ["systemd", "launchd"] {
+        let output = setup
+            .sandbox
+            .command()
+            .args(["install", manager, "--print", "--config"])
+            .arg(&config)
+            .output()
+            .expect("run lazytunnel");
+        assert!(!output.status.success(), "{manager}: {output:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("control character"), "{manager}: {stderr}");
+        assert!(!String::from_utf8_lossy(&output.stdout).contains("ExecStartPre"));
+    }
+}

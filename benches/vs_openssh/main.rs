@@ -9,7 +9,9 @@
 //!   parts (`clients`: ab and pgbench against nginx and PostgreSQL, see `clients.rs`);
 //! - `LAZYTUNNEL_BENCH_CIPHERS=default` or `aes256-gcm`: just that cipher setting;
 //! - `LAZYTUNNEL_BENCH_CONFIG='receive_budget = "256MiB"'`: extra lines for lazytunnel's config;
-//! - `LAZYTUNNEL_BENCH_MIB=N`, `LAZYTUNNEL_BENCH_REPS=N`: bytes per transfer, repetitions.
+//! - `LAZYTUNNEL_BENCH_MIB=N`, `LAZYTUNNEL_BENCH_REPS=N`: bytes per transfer, repetitions;
+//! - `LAZYTUNNEL_BENCH_MANY=N`: connections held open at once (default 1000; 10000 needs
+//!   `max_connections` raised in `LAZYTUNNEL_BENCH_CONFIG`, and root for the descriptors).
 //!
 //! Runs of the two tools alternate (lazytunnel first on even repetitions, OpenSSH first on odd
 //! ones); each figure is printed as the median of each tool and the median of the

@@ -51,7 +51,7 @@ impl Settings {
             colds: if quick { 3 } else { 7 },
             idle: Duration::from_secs(if quick { 3 } else { 10 }),
             idle_forwards: 10,
-            many: 1000,
+            many: number("LAZYTUNNEL_BENCH_MANY").map_or(1000, |n| n as usize),
             only,
             ciphers: std::env::var("LAZYTUNNEL_BENCH_CIPHERS").ok(),
             lazytunnel_config: std::env::var("LAZYTUNNEL_BENCH_CONFIG").unwrap_or_default(),
@@ -65,16 +65,25 @@ impl Settings {
     }
 }
 
-/// 1000 connections need ~2000 descriptors here and in the forwarders, which inherit it.
+/// N connections need ~2N descriptors here (clients and the echo target) and N in the
+/// forwarders and sshd, which inherit the limit. Root may also raise the hard limit, which
+/// 10,000 connections need on a default 20,000.
 pub fn raise_fd_limit() {
+    const WANTED: libc::rlim_t = 65536;
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
     // SAFETY: plain system calls on a local struct.
     unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
-        {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return;
+        }
+        let raised = libc::rlimit {
+            rlim_cur: limit.rlim_max.max(WANTED),
+            rlim_max: limit.rlim_max.max(WANTED),
+        };
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) != 0 && limit.rlim_cur < limit.rlim_max {
             limit.rlim_cur = limit.rlim_max;
             libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
         }

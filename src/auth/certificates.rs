@@ -23,7 +23,8 @@ impl CertFile {
     }
 }
 
-pub(super) fn load(host: &HostConfig) -> Vec<CertFile> {
+/// Fails only when the process is out of descriptors (see `load_identity_files`).
+pub(super) fn load(host: &HostConfig) -> std::io::Result<Vec<CertFile>> {
     let explicit = host.certificate_files.iter().map(|p| (p.clone(), true));
     let beside = host.identity_files.iter().map(|p| (cert_beside(p), false));
     let mut certs: Vec<CertFile> = Vec::new();
@@ -37,12 +38,18 @@ pub(super) fn load(host: &HostConfig) -> Vec<CertFile> {
             }
             continue;
         }
-        match russh::keys::load_openssh_certificate(&path) {
+        let read = match crate::files::read_capped_string(&path, crate::files::MAX_SMALL_FILE) {
+            Err(e) if crate::limits::is_out_of_descriptors(&e) => return Err(e),
+            read => read
+                .map_err(russh::keys::ssh_key::Error::from)
+                .and_then(|text| Certificate::from_openssh(&text)),
+        };
+        match read {
             Ok(cert) => certs.push(CertFile { path, cert }),
             Err(e) => warn!(file = %path.display(), "cannot use certificate file: {e}"),
         }
     }
-    certs
+    Ok(certs)
 }
 
 fn cert_beside(identity: &Path) -> PathBuf {

@@ -25,7 +25,7 @@ pub struct Client {
 impl Client {
     /// Records an unknown host's key in the first UserKnownHostsFile and accepts it. With
     /// `must_record`, failing to record it refuses the host (accept-new); otherwise it warns.
-    fn learn(
+    async fn learn(
         &self,
         key: &PublicKeyOrCertificate,
         name: &str,
@@ -38,16 +38,22 @@ impl Client {
             PublicKeyOrCertificate::PublicKey { key, .. } => key.clone(),
             PublicKeyOrCertificate::Certificate(cert) => PublicKey::from(cert.public_key().clone()),
         };
-        let recorded = match host.user_known_hosts_files.first() {
-            Some(file) => known_hosts::append(
-                file,
-                host.host_key_name().0,
-                host.host_key_name().1,
-                &plain,
-                host.hash_known_hosts,
-            )
-            .map(|()| file.display().to_string())
-            .map_err(|e| format!("cannot record it in {}: {e}", file.display())),
+        let recorded = match host.user_known_hosts_files.first().cloned() {
+            Some(file) => {
+                let (key_host, key_port) = host.host_key_name();
+                let (key_host, hash) = (key_host.to_owned(), host.hash_known_hosts);
+                // Off the async worker, like every file access: the file may be on a hung
+                // file system (or be a FIFO nobody reads).
+                let appended = tokio::task::spawn_blocking({
+                    let file = file.clone();
+                    move || known_hosts::append(&file, &key_host, key_port, &plain, hash)
+                })
+                .await
+                .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+                appended
+                    .map(|()| file.display().to_string())
+                    .map_err(|e| format!("cannot record it in {}: {e}", file.display()))
+            }
             None => Err("no UserKnownHostsFile to record it in".to_string()),
         };
         match recorded {
@@ -92,8 +98,22 @@ impl client::Handler for Client {
                 cert.public_key().fingerprint(HashAlg::Sha256).to_string()
             }
         };
-        let verdict = match known_hosts::verify(&files, key_host, key_port, key) {
-            Ok(verdict) => verdict,
+        let verifying = {
+            let (key_host, key) = (key_host.to_owned(), owned(key));
+            // Off the async worker: see `learn`.
+            tokio::task::spawn_blocking(move || {
+                known_hosts::verify(&files, &key_host, key_port, &key)
+            })
+        };
+        let verdict = match verifying.await {
+            Ok(Ok(verdict)) => verdict,
+            // Out of descriptors says nothing about the key: fail the handshake, not the host.
+            Ok(Err(known_hosts::KnownHostsError::Read { error, .. }))
+                if crate::limits::is_out_of_descriptors(&error) =>
+            {
+                return Err(russh::Error::IO(error));
+            }
+            Ok(Err(e)) => return self.refuse(format!("host key check for {name} failed: {e}")),
             Err(e) => return self.refuse(format!("host key check for {name} failed: {e}")),
         };
         match verdict {
@@ -120,9 +140,9 @@ impl client::Handler for Client {
                         host.port, host.host_name, host.spec
                     ))
                 }
-                StrictHostKeyChecking::AcceptNew => self.learn(key, &name, &fingerprint, "accept-new", true),
+                StrictHostKeyChecking::AcceptNew => self.learn(key, &name, &fingerprint, "accept-new", true).await,
                 // As OpenSSH: accept, warn, and remember the key for next time.
-                StrictHostKeyChecking::No => self.learn(key, &name, &fingerprint, "no", false),
+                StrictHostKeyChecking::No => self.learn(key, &name, &fingerprint, "no", false).await,
             },
         }
     }
@@ -218,7 +238,8 @@ impl client::Handler for Client {
             DisconnectReason::ReceivedDisconnect(info) => {
                 format!(
                     "server disconnected: {:?} {}",
-                    info.reason_code, info.message
+                    info.reason_code,
+                    crate::printable::printable(&info.message)
                 )
             }
             DisconnectReason::Error(e) => e.to_string(),
@@ -238,4 +259,17 @@ async fn reject(reply: client::ChannelOpenHandle, kind: &str) {
     reply
         .reject(ChannelOpenFailure::AdministrativelyProhibited)
         .await;
+}
+
+/// A copy of `key` to move to another thread (russh's type is not `Clone`).
+fn owned(key: &PublicKeyOrCertificate) -> PublicKeyOrCertificate {
+    match key {
+        PublicKeyOrCertificate::PublicKey { key, hash_alg } => PublicKeyOrCertificate::PublicKey {
+            key: key.clone(),
+            hash_alg: *hash_alg,
+        },
+        PublicKeyOrCertificate::Certificate(cert) => {
+            PublicKeyOrCertificate::Certificate(cert.clone())
+        }
+    }
 }

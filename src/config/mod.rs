@@ -253,20 +253,11 @@ impl Config {
 /// Reads a whole config file, refusing to read without end from a mistaken path such as
 /// `/dev/zero`.
 fn read_limited(path: &Path) -> Result<String, ConfigError> {
-    use std::io::Read;
-    let error = |error| ConfigError::Read {
+    // It can turn host key checking off: checked like ~/.ssh/config.
+    crate::files::read_private_string(path, MAX_CONFIG_BYTES).map_err(|error| ConfigError::Read {
         path: path.to_path_buf(),
         error,
-    };
-    let mut text = String::new();
-    std::fs::File::open(path)
-        .and_then(|f| f.take(MAX_CONFIG_BYTES + 1).read_to_string(&mut text))
-        .map_err(error)?;
-    if text.len() as u64 > MAX_CONFIG_BYTES {
-        let too_big = std::io::Error::new(std::io::ErrorKind::InvalidData, "larger than 1 MiB");
-        return Err(error(too_big));
-    }
-    Ok(text)
+    })
 }
 
 fn ad_hoc_with(

@@ -1,7 +1,7 @@
 //! The commands' end of the control socket: one request, one response, blocking (the
 //! commands need no async runtime), and waiting for a stopped daemon to be gone.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -11,6 +11,9 @@ use anyhow::{Context, bail};
 use super::protocol::{Request, Response};
 use crate::config::Config;
 use crate::service::{lock, paths};
+
+/// The longest reply read: a status of thousands of forwards fits many times over.
+pub const MAX_REPLY: u64 = 16 * 1024 * 1024;
 
 /// How long `status` and `reload` wait for the daemon's answer.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
@@ -111,9 +114,17 @@ pub fn request(socket: &Path, request: &Request, timeout: Duration) -> anyhow::R
         .write_all(&line)
         .with_context(|| format!("cannot send to {}", socket.display()))?;
     let mut reply = String::new();
+    // Whatever answers on the socket, its reply is not read without end.
     BufReader::new(&stream)
+        .take(MAX_REPLY + 1)
         .read_line(&mut reply)
         .with_context(|| format!("no answer from the daemon on {}", socket.display()))?;
+    if reply.len() as u64 > MAX_REPLY {
+        bail!(
+            "the answer on {} is longer than {MAX_REPLY} bytes: not a lazytunnel daemon",
+            socket.display()
+        );
+    }
     if reply.is_empty() {
         bail!(
             "the daemon on {} closed the connection without answering",
@@ -153,4 +164,29 @@ pub fn wait_for_exit(socket: &Path, timeout: Duration) -> anyhow::Result<()> {
         std::thread::sleep(Duration::from_millis(20));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_endless_reply_is_cut_at_the_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("control.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let chunk = vec![b'x'; 64 * 1024];
+            // Until the client hangs up.
+            while stream.write_all(&chunk).is_ok() {}
+        });
+        let err = request(&path, &Request::Status, Duration::from_secs(30)).unwrap_err();
+        let err = format!("{err:#}");
+        assert!(
+            err.contains("longer than") && err.contains("not a lazytunnel daemon"),
+            "{err}"
+        );
+        server.join().unwrap();
+    }
 }

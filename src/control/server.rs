@@ -43,19 +43,7 @@ pub fn bind(path: &Path) -> anyhow::Result<ControlSocket> {
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let meta = std::fs::metadata(dir)
-        .with_context(|| format!("control socket directory {}", dir.display()))?;
-    // SAFETY: geteuid has no preconditions.
-    let uid = unsafe { libc::geteuid() };
-    if meta.uid() != uid || meta.mode() & 0o077 != 0 {
-        bail!(
-            "control socket directory {} must belong to you and be closed to others (mode 0700; \
-             it is {:o}, owner uid {}): choose another `control_socket`",
-            dir.display(),
-            meta.mode() & 0o7777,
-            meta.uid()
-        );
-    }
+    check_private_dir(dir)?;
     match std::fs::symlink_metadata(path) {
         Ok(old) if old.file_type().is_socket() => std::fs::remove_file(path)
             .with_context(|| format!("cannot remove stale control socket {}", path.display()))?,
@@ -78,6 +66,25 @@ pub fn bind(path: &Path) -> anyhow::Result<ControlSocket> {
     Ok(socket)
 }
 
+/// The control socket's directory (which also holds the lock file) must be ours and closed
+/// to others: whoever can write there can command the daemon or take its lock.
+pub(crate) fn check_private_dir(dir: &Path) -> anyhow::Result<()> {
+    let meta = std::fs::metadata(dir)
+        .with_context(|| format!("control socket directory {}", dir.display()))?;
+    // SAFETY: geteuid has no preconditions.
+    let uid = unsafe { libc::geteuid() };
+    if meta.uid() != uid || meta.mode() & 0o077 != 0 {
+        bail!(
+            "control socket directory {} must belong to you and be closed to others (mode 0700; \
+             it is {:o}, owner uid {}): choose another `control_socket`",
+            dir.display(),
+            meta.mode() & 0o7777,
+            meta.uid()
+        );
+    }
+    Ok(())
+}
+
 /// Answers requests on `listener` until `stop` fires.
 pub async fn serve<H: Handler>(listener: UnixListener, handler: Arc<H>, stop: CancellationToken) {
     let limit = Arc::new(Semaphore::new(MAX_CLIENTS));
@@ -95,6 +102,11 @@ pub async fn serve<H: Handler>(listener: UnixListener, handler: Arc<H>, stop: Ca
         };
         match accepted {
             Ok((stream, _)) => {
+                // The directory already keeps others out; this holds even if someone opened it.
+                if let Err(why) = check_peer(&stream) {
+                    warn!("control socket: refusing a client: {why}");
+                    continue;
+                }
                 let handler = handler.clone();
                 tokio::spawn(async move {
                     if let Err(e) = answer(stream, &*handler).await {
@@ -113,6 +125,20 @@ pub async fn serve<H: Handler>(listener: UnixListener, handler: Arc<H>, stop: Ca
             }
         }
     }
+}
+
+/// Only our own user (and root, who could act as us anyway) may command the daemon.
+fn check_peer(stream: &UnixStream) -> io::Result<()> {
+    let peer = stream.peer_cred()?.uid();
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    if peer == me || peer == 0 {
+        return Ok(());
+    }
+    Err(io::Error::new(
+        io::ErrorKind::PermissionDenied,
+        format!("its user (uid {peer}) is not the daemon's (uid {me})"),
+    ))
 }
 
 /// Reads one request, answers it, and for `stop` acts after answering.
@@ -214,5 +240,47 @@ mod tests {
         let err = bind(&path).unwrap_err().to_string();
         assert!(err.contains("is not a socket"), "{err}");
         assert!(path.exists(), "a regular file is never removed");
+    }
+
+    /// A client of another user is refused. The connecting thread alone takes uid 65534 (the
+    /// raw syscall changes one thread's credentials), so this needs root.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn a_client_of_another_user_is_refused() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "this test needs root under CI"
+            );
+            eprintln!("skipping: changing a thread's uid needs root");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = dir.path().join("control.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o777)).unwrap();
+
+        let own = std::os::unix::net::UnixStream::connect(&path).unwrap();
+        let (accepted, _) = listener.accept().await.unwrap();
+        check_peer(&accepted).expect("our own uid is let in");
+
+        let other = std::thread::spawn({
+            let path = path.clone();
+            move || {
+                // SAFETY: changes only this thread's credentials; it exits right after.
+                let rc = unsafe { libc::syscall(libc::SYS_setresuid, 65534, 65534, 65534) };
+                assert_eq!(rc, 0, "{}", io::Error::last_os_error());
+                std::os::unix::net::UnixStream::connect(&path).unwrap()
+            }
+        })
+        .join()
+        .unwrap();
+        let (accepted, _) = listener.accept().await.unwrap();
+        let err = check_peer(&accepted).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::PermissionDenied);
+        assert!(err.to_string().contains("uid 65534"), "{err}");
+        drop((own, other));
     }
 }

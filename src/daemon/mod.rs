@@ -114,7 +114,9 @@ pub async fn run(setup: Setup) {
     let ctx = ConnectionContext {
         sessions: sessions.clone(),
         limits,
-        limit: Arc::new(Semaphore::new(limits.max_connections)),
+        limit: Arc::new(Semaphore::new(crate::limits::client_capacity(
+            limits.max_connections,
+        ))),
         connections: TaskTracker::new(),
         stop_accepting: shutdown.clone(),
         cut_connections: CancellationToken::new(),

@@ -130,11 +130,19 @@ mod apply {
             let Some(source) = old.source.clone() else {
                 bail!("started with -L arguments: there is no config file to reload");
             };
-            let mut new = Config::load(&source)?;
-            if let Some(path) = &self.pinned_control_socket {
-                new.control_socket = Some(path.clone());
-            }
-            let hosts = resolve_hosts(&new)?;
+            // Files are read on the blocking pool: one on a hung file system must not stop
+            // the daemon's only worker (and with it every host, `status` and signals).
+            let (pinned, path) = (self.pinned_control_socket.clone(), source.clone());
+            let (new, hosts) = tokio::task::spawn_blocking(move || {
+                let mut new = Config::load(&path)?;
+                if let Some(path) = pinned {
+                    new.control_socket = Some(path);
+                }
+                let hosts = resolve_hosts(&new)?;
+                anyhow::Ok((new, hosts))
+            })
+            .await
+            .context("reading the config failed")??;
             let plan = Plan::new(&old.forwards, &new.forwards);
             let restart_needed = restart_needed(&old, &new)?;
 

@@ -36,12 +36,12 @@ pub(super) struct Malformed {
 /// unlike OpenSSH, which skips unreadable files silently: a file we cannot read may hold an
 /// `@revoked` line we must honour.
 pub(super) fn read(path: &Path) -> Result<Option<Vec<u8>>, KnownHostsError> {
-    match std::fs::read(path) {
+    match crate::files::read_capped(path, crate::files::MAX_KNOWN_HOSTS) {
         Ok(bytes) => Ok(Some(bytes)),
         Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(KnownHostsError::Read {
+        Err(error) => Err(KnownHostsError::Read {
             path: path.to_owned(),
-            source,
+            error,
         }),
     }
 }

@@ -10,7 +10,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 
 use tracing::{info, warn};
 
-use crate::config::Forward;
+use crate::config::{Forward, is_loopback};
 use crate::listener;
 
 /// A descriptor passed by a socket manager, not yet checked.
@@ -88,7 +88,14 @@ fn sockopt(fd: libc::c_int, option: libc::c_int) -> io::Result<libc::c_int> {
 
 /// Sorts inherited sockets into forwards; those matching none, or unusable, are logged and
 /// closed. Returns `(forward index, listener)` pairs.
-pub fn assign(forwards: &[Forward], inherited: Vec<Inherited>) -> Vec<(usize, TcpListener)> {
+///
+/// An inherited socket obeys the loopback rule of a bound one: a socket manager told to listen
+/// on every interface (a bare port in a `.socket` unit, a plist without `SockNodeName`) would
+/// otherwise expose the forward to the network behind the config's back.
+pub fn assign(
+    forwards: &[Forward],
+    inherited: Vec<Inherited>,
+) -> anyhow::Result<Vec<(usize, TcpListener)>> {
     let mut assigned = Vec::new();
     for Inherited { fd, name, source } in inherited {
         let raw = fd.as_raw_fd();
@@ -109,6 +116,19 @@ pub fn assign(forwards: &[Forward], inherited: Vec<Inherited>) -> Vec<(usize, Tc
         let shown_addr = addr.map(|a| a.to_string()).unwrap_or_default();
         match match_forward(forwards, name.as_deref(), addr) {
             Some(i) => {
+                let forward = &forwards[i];
+                if let Some(addr) = addr.filter(|a| !is_loopback(a) && !forward.allow_non_loopback)
+                {
+                    anyhow::bail!(
+                        "forward {:?}: the socket {source} passed (fd {raw}) listens on {addr}, \
+                         which is not a loopback address: serving it would expose the forward to \
+                         the network. Make the socket manager listen on a loopback address (the \
+                         forward's listen = \"{}\"), or set `allow_non_loopback = true` in this \
+                         [[forward]] if that is intended",
+                        forward.name,
+                        forward.listen
+                    );
+                }
                 info!(forward = %forwards[i].name, listen = %shown_addr, fd = raw, %source, "inherited socket");
                 assigned.push((i, listener));
             }
@@ -117,13 +137,15 @@ pub fn assign(forwards: &[Forward], inherited: Vec<Inherited>) -> Vec<(usize, Tc
             }
         }
     }
-    assigned
+    Ok(assigned)
 }
 
-/// Every forward's listeners: inherited from systemd or launchd where they were passed, bound
-/// here otherwise. Must run before any other thread exists (it edits the environment).
-pub fn open_listeners(forwards: &[Forward]) -> anyhow::Result<Listeners> {
-    let inherited = super::systemd::take_listen_fds()?;
+/// Every forward's listeners: inherited from systemd (`inherited`, taken first thing by
+/// [`crate::startup`]) or launchd where they were passed, bound here otherwise.
+pub(crate) fn open_listeners(
+    forwards: &[Forward],
+    inherited: Vec<Inherited>,
+) -> anyhow::Result<Listeners> {
     // launchd is asked only when systemd passed nothing (never, on a Mac).
     #[cfg(target_os = "macos")]
     let inherited = if inherited.is_empty() {
@@ -134,7 +156,7 @@ pub fn open_listeners(forwards: &[Forward]) -> anyhow::Result<Listeners> {
     };
     let mut by_forward: Vec<Vec<TcpListener>> = forwards.iter().map(|_| Vec::new()).collect();
     let mut count = 0;
-    for (i, listener) in assign(forwards, inherited) {
+    for (i, listener) in assign(forwards, inherited)? {
         if let Some(own) = by_forward.get_mut(i) {
             own.push(listener);
             count += 1;
@@ -234,7 +256,7 @@ mod tests {
             inherited(not_listening, Some("smb")),
             inherited(stray, Some("other")),
         ];
-        let assigned = assign(&forwards, given);
+        let assigned = assign(&forwards, given).unwrap();
         let got: Vec<(usize, SocketAddr)> = assigned
             .iter()
             .map(|(i, l)| (*i, l.local_addr().unwrap()))
@@ -242,6 +264,25 @@ mod tests {
         assert_eq!(got.len(), 2, "{got:?}");
         assert_eq!(got[0].0, 0);
         assert_eq!(got[1], (1, by_addr_port));
+    }
+
+    #[test]
+    fn an_inherited_socket_on_every_interface_is_refused_unless_the_forward_allows_it() {
+        // Bound to the wildcard address but never connected to: no traffic leaves loopback.
+        let wildcard = || TcpListener::bind("0.0.0.0:0").unwrap();
+        let forwards = [forward("smb", "127.0.0.1:4445")];
+        let err = assign(&forwards, vec![inherited(wildcard(), Some("smb"))]).unwrap_err();
+        let err = format!("{err:#}");
+        assert!(
+            err.contains("\"smb\"")
+                && err.contains("0.0.0.0:")
+                && err.contains("allow_non_loopback"),
+            "{err}"
+        );
+        let mut allowed = forwards.clone();
+        allowed[0].allow_non_loopback = true;
+        let assigned = assign(&allowed, vec![inherited(wildcard(), Some("smb"))]).unwrap();
+        assert_eq!(assigned.len(), 1);
     }
 
     #[test]

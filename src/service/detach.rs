@@ -26,7 +26,7 @@ impl Ready {
 }
 
 /// Detaches from the terminal. Returns only in the daemon; the original process exits.
-pub fn detach(log: &Path) -> anyhow::Result<Ready> {
+pub(crate) fn detach(log: &Path) -> anyhow::Result<Ready> {
     if let Some(dir) = log.parent() {
         std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
             .create(dir)

@@ -22,21 +22,31 @@ impl InstanceLock {
     /// with a message naming the running daemon's pid when another daemon holds it.
     pub fn acquire(control_socket: &Path) -> anyhow::Result<InstanceLock> {
         let path = super::paths::lock_file(control_socket);
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .with_context(|| format!("cannot create directory {}", dir.display()))?;
-        }
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("cannot create directory {}", dir.display()))?;
+        crate::control::server::check_private_dir(dir)?;
+        // Never through a symlink: one planted here would make us truncate and write its target.
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
             .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(&path)
-            .with_context(|| format!("cannot open lock file {}", path.display()))?;
+            .with_context(|| {
+                format!(
+                    "cannot open lock file {} (a symlink is refused)",
+                    path.display()
+                )
+            })?;
         // SAFETY: flock on a descriptor we own.
         if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
             let error = std::io::Error::last_os_error();
@@ -117,5 +127,27 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o700);
+    }
+
+    #[test]
+    fn an_open_directory_or_a_symlinked_lock_file_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let socket = dir.path().join("control.sock");
+        let err = format!("{:#}", InstanceLock::acquire(&socket).unwrap_err());
+        assert!(err.contains("closed to others"), "{err}");
+        assert!(
+            !super::super::paths::lock_file(&socket).exists(),
+            "the lock file was created before the directory was checked"
+        );
+
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        let target = dir.path().join("precious");
+        std::fs::write(&target, "keep me").unwrap();
+        std::os::unix::fs::symlink(&target, super::super::paths::lock_file(&socket)).unwrap();
+        let err = format!("{:#}", InstanceLock::acquire(&socket).unwrap_err());
+        assert!(err.contains("symlink"), "{err}");
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep me");
     }
 }

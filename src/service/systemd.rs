@@ -64,14 +64,18 @@ pub fn parse_listen_env(
 }
 
 /// Takes the sockets systemd passed to this process and removes the `LISTEN_*` variables, so
-/// that no child process believes they are meant for it.
+/// that no child process believes they are meant for it. A count naming a descriptor that is
+/// not open, or not a socket, is refused: adopting it would take a descriptor this process
+/// opened for something else (or will open, such as the lock file).
 ///
-/// Must run before any other thread exists (it changes the environment).
-pub fn take_listen_fds() -> anyhow::Result<Vec<Inherited>> {
+/// Must run before any other thread exists (it changes the environment), and before this
+/// process opens any descriptor: [`crate::startup`] calls it first.
+pub(crate) fn take_listen_fds() -> anyhow::Result<Vec<Inherited>> {
     let var = |name| std::env::var(name).ok();
+    let count = var("LISTEN_FDS");
     let parsed = parse_listen_env(
         var("LISTEN_PID").as_deref(),
-        var("LISTEN_FDS").as_deref(),
+        count.as_deref(),
         var("LISTEN_FDNAMES").as_deref(),
         std::process::id(),
     );
@@ -85,26 +89,41 @@ pub fn take_listen_fds() -> anyhow::Result<Vec<Inherited>> {
     if parsed.names_ignored {
         warn!("LISTEN_FDNAMES does not name every passed socket; matching them by address only");
     }
-    let mut taken = Vec::with_capacity(parsed.fds.len());
-    for (fd, name) in parsed.fds {
-        // SAFETY: F_GETFD only reads the descriptor's flags; it fails on a closed descriptor.
-        if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
-            warn!(
-                fd,
-                "LISTEN_FDS names descriptor {fd}, which is not open; skipping it"
+    let count = count.unwrap_or_default();
+    for (fd, _) in &parsed.fds {
+        if let Err(problem) = check_passed(*fd) {
+            anyhow::bail!(
+                "bad socket activation environment: LISTEN_FDS={count} names descriptor {fd}, \
+                 which {problem}; the service manager's socket count is wrong, so none of the \
+                 passed sockets is used"
             );
-            continue;
         }
-        // SAFETY: the service manager handed this open descriptor to us and nothing else in
-        // this process refers to it.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        taken.push(Inherited {
-            fd,
+    }
+    let taken = parsed
+        .fds
+        .into_iter()
+        .map(|(fd, name)| Inherited {
+            // SAFETY: checked open above; the service manager handed it to us and nothing
+            // else in this process refers to it.
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
             name,
             source: "systemd",
-        });
-    }
+        })
+        .collect();
     Ok(taken)
+}
+
+/// Why `fd` cannot be a passed socket, if it cannot.
+fn check_passed(fd: RawFd) -> Result<(), &'static str> {
+    // SAFETY: fstat only writes into `stat`; it fails on a closed descriptor.
+    let mut stat: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstat(fd, &mut stat) } < 0 {
+        return Err("is not open");
+    }
+    if stat.st_mode & libc::S_IFMT != libc::S_IFSOCK {
+        return Err("is not a socket");
+    }
+    Ok(())
 }
 
 /// Tells systemd (when it is watching, i.e. `NOTIFY_SOCKET` is set) that we are ready, with a

@@ -9,6 +9,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
+use std::time::Duration;
+
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -16,9 +18,13 @@ use tracing::{info, warn};
 
 use super::backoff::{Backoff, random_unit};
 use super::live::{Carrier, LiveSession};
+use crate::auth::AuthError;
 use crate::client::{ConnectError, Connection};
 use crate::forward::Traffic;
 use crate::ssh_config::HostConfig;
+
+/// How soon a host is tried again after this process ran out of descriptors.
+const LOCAL_RETRY: Duration = Duration::from_millis(250);
 
 pub(crate) struct HostSlot {
     /// Replaced by a reload; read when an attempt starts, so a change applies to the next
@@ -150,13 +156,21 @@ impl HostSlot {
         } else {
             tracing::debug!(%host, "opening session");
         }
+        // Whatever ends the attempt, a panic or its task cancelled included, leaves the slot
+        // with an outcome: waiting connections must never see "connecting" forever.
+        let unfinished = Unfinished {
+            slot: self,
+            backoff,
+        };
         let outcome = tokio::select! {
             outcome = connecting => outcome,
             () = shutdown.cancelled() => {
+                std::mem::forget(unfinished);
                 self.state.send_modify(|s| s.enter(Phase::Idle));
                 return None;
             }
         };
+        std::mem::forget(unfinished);
         match outcome {
             Ok((conn, carrier)) => {
                 info!(
@@ -180,25 +194,49 @@ impl HostSlot {
                 Some(session)
             }
             Err(error) => {
-                let permanent = error.is_permanent();
-                self.state.send_modify(|s| {
-                    s.failures = s.failures.saturating_add(1);
-                    let delay = backoff.delay(s.failures, permanent, random_unit());
-                    let kind = if permanent { "permanent" } else { "transient" };
-                    warn!(
-                        %host,
-                        failures = s.failures,
-                        "session failed ({kind}): {error}; next attempt no sooner than in {}",
-                        humantime::format_duration(round_to_millis(delay))
-                    );
-                    s.enter(Phase::Backoff {
-                        until: Instant::now() + delay,
-                        error: Arc::new(error),
-                    });
-                });
+                self.record_failure(error, backoff);
                 None
             }
         }
+    }
+
+    /// Puts the slot in backoff after a failed attempt. Running out of descriptors is this
+    /// process's condition, not the host's: it pauses only briefly and counts no failure.
+    fn record_failure(&self, error: ConnectError, backoff: Backoff) {
+        let host = self.host();
+        // Server text and config values in it must not forge log lines.
+        let shown = crate::printable::printable(&error.to_string()).into_owned();
+        if out_of_descriptors(&error) {
+            warn!(
+                %host,
+                "session not opened: {shown}; out of file descriptors here (not the host's \
+                 fault), retrying in {}",
+                humantime::format_duration(LOCAL_RETRY)
+            );
+            self.state.send_modify(|s| {
+                s.enter(Phase::Backoff {
+                    until: Instant::now() + LOCAL_RETRY,
+                    error: Arc::new(error),
+                });
+            });
+            return;
+        }
+        let permanent = error.is_permanent();
+        self.state.send_modify(|s| {
+            s.failures = s.failures.saturating_add(1);
+            let delay = backoff.delay(s.failures, permanent, random_unit());
+            let kind = if permanent { "permanent" } else { "transient" };
+            warn!(
+                %host,
+                failures = s.failures,
+                "session failed ({kind}): {shown}; next attempt no sooner than in {}",
+                humantime::format_duration(round_to_millis(delay))
+            );
+            s.enter(Phase::Backoff {
+                until: Instant::now() + delay,
+                error: Arc::new(error),
+            });
+        });
     }
 
     /// After a network change a transient failure may be gone: let the next connection try at
@@ -248,4 +286,40 @@ impl HostSlot {
 
 fn round_to_millis(d: std::time::Duration) -> std::time::Duration {
     std::time::Duration::from_millis(d.as_millis().try_into().unwrap_or(u64::MAX))
+}
+
+/// Records an attempt that ended without an outcome when dropped: by a panic unwinding
+/// through it, or its task being cancelled.
+struct Unfinished<'a> {
+    slot: &'a HostSlot,
+    backoff: Backoff,
+}
+
+impl Drop for Unfinished<'_> {
+    fn drop(&mut self) {
+        let why = if std::thread::panicking() {
+            "it panicked"
+        } else {
+            "it was cancelled"
+        };
+        self.slot
+            .record_failure(ConnectError::Abandoned(why), self.backoff);
+    }
+}
+
+/// Whether `error` is this process running out of file descriptors rather than anything the
+/// host did.
+fn out_of_descriptors(error: &ConnectError) -> bool {
+    use crate::limits::is_out_of_descriptors;
+    match error {
+        ConnectError::Resolve { error, .. } | ConnectError::Tcp { error, .. } => {
+            is_out_of_descriptors(error)
+        }
+        ConnectError::Handshake {
+            error: russh::Error::IO(error),
+            ..
+        } => is_out_of_descriptors(error),
+        ConnectError::Auth(AuthError::Files { .. }) => true,
+        _ => false,
+    }
 }

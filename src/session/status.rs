@@ -73,7 +73,7 @@ impl SessionManager {
                     Phase::Backoff { until, error } => HostState::Backoff {
                         next_attempt: SystemTime::now()
                             + until.saturating_duration_since(Instant::now()),
-                        error: error.to_string(),
+                        error: crate::printable::printable(&error.to_string()).into_owned(),
                         permanent: error.is_permanent(),
                     },
                 };

@@ -97,3 +97,57 @@ fn a_jump_host_whose_settings_change_stays_one_slot_shared_with_the_host_it_carr
     assert_eq!(jump.config().port, 2201);
     assert_eq!(hosts_in_status(&manager), ["jump", "far"]);
 }
+
+/// What a connect attempt that never returns its outcome leaves in the slot.
+fn state_after(slot: &super::slot::HostSlot) -> (u32, String) {
+    let state = slot.state.borrow();
+    match &state.phase {
+        super::slot::Phase::Backoff { error, .. } => (state.failures, error.to_string()),
+        _ => (state.failures, "not in backoff".into()),
+    }
+}
+
+#[tokio::test]
+async fn a_connect_attempt_that_panics_or_is_cancelled_still_records_a_failure() {
+    use super::live::Carrier;
+    use crate::client::{ConnectError, Connection};
+    type Outcome = Result<(Connection, Option<Carrier>), ConnectError>;
+    fn buggy_connect() -> Outcome {
+        panic!("a bug in the connect path")
+    }
+    let backoff = Backoff {
+        min: Duration::from_secs(1),
+        max: Duration::from_secs(60),
+    };
+    let slot = Arc::new(super::slot::HostSlot::new(host("far", SSH_CONFIG), None));
+    let shutdown = CancellationToken::new();
+
+    let panicking = tokio::spawn({
+        let (slot, shutdown) = (slot.clone(), shutdown.clone());
+        async move {
+            let boom = async { buggy_connect() };
+            slot.attempt(boom, backoff, &shutdown).await.is_some()
+        }
+    });
+    assert!(panicking.await.unwrap_err().is_panic());
+    let (failures, error) = state_after(&slot);
+    assert_eq!(failures, 1);
+    assert!(error.contains("panicked"), "{error}");
+
+    let started = Arc::new(tokio::sync::Notify::new());
+    let hanging = tokio::spawn({
+        let (slot, shutdown, started) = (slot.clone(), shutdown.clone(), started.clone());
+        async move {
+            let never = std::future::pending::<Outcome>();
+            // The attempt is polled in this same poll, before the task can be aborted.
+            started.notify_one();
+            slot.attempt(never, backoff, &shutdown).await.is_some()
+        }
+    });
+    started.notified().await;
+    hanging.abort();
+    assert!(hanging.await.unwrap_err().is_cancelled());
+    let (failures, error) = state_after(&slot);
+    assert_eq!(failures, 2);
+    assert!(error.contains("cancelled"), "{error}");
+}

@@ -242,7 +242,7 @@ pub(super) fn include_paths(pattern: &str, base: &IncludeBase) -> Result<Vec<Pat
 /// An included file's text; `None` if it vanished (OpenSSH skips such files). Its owner and
 /// mode are checked as OpenSSH checks them for included files.
 fn read_included(path: &Path) -> Result<Option<String>, String> {
-    match std::fs::read_to_string(path) {
+    match crate::files::read_capped_string(path, crate::files::MAX_SMALL_FILE) {
         Ok(text) => {
             check_permissions(path)?;
             Ok(Some(text))

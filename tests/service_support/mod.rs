@@ -66,6 +66,17 @@ impl Setup {
     /// and, if given, `LISTEN_FDNAMES`. A shell sets `LISTEN_PID=$$` and execs the daemon, so
     /// the variable names the daemon's own pid.
     pub fn spawn_with_fds(&self, listeners: &[&TcpListener], names: Option<&str>) -> Running {
+        self.spawn_with_fds_counted(listeners, names, listeners.len())
+    }
+
+    /// Like [`Setup::spawn_with_fds`], with `LISTEN_FDS` set to `count` whatever was passed (a
+    /// wrong count, as a broken socket manager would give).
+    pub fn spawn_with_fds_counted(
+        &self,
+        listeners: &[&TcpListener],
+        names: Option<&str>,
+        count: usize,
+    ) -> Running {
         // Copies far above 3.., so that no dup2 below overwrites a source it still needs.
         let high: Vec<OwnedFd> = listeners
             .iter()
@@ -88,7 +99,7 @@ impl Setup {
             .env_clear()
             .envs(self.sandbox.vars())
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("LISTEN_FDS", listeners.len().to_string())
+            .env("LISTEN_FDS", count.to_string())
             .stdin(Stdio::null())
             .stdout(self.log.stdio())
             .stderr(self.log.stdio());

@@ -275,7 +275,7 @@ fn load_refuses_huge_files() {
     std::fs::write(&path, "#".repeat(2 << 20)).unwrap();
     let err = Config::load(&path).unwrap_err().to_string();
     assert!(
-        err.contains("larger than 1 MiB") && err.contains("config.toml"),
+        err.contains("larger than 1048576 bytes") && err.contains("config.toml"),
         "{err}"
     );
 }

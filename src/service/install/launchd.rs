@@ -62,7 +62,7 @@ pub fn render_plist(label: &str, job: &Job) -> String {
 /// interface.
 fn socket(out: &mut String, listen: &SocketAddr) {
     line(out, 2, "<dict>");
-    key_string(out, 3, "SockNodeName", &listen.ip().to_string());
+    key_string(out, 3, "SockNodeName", &super::node_name(listen));
     key_string(out, 3, "SockServiceName", &listen.port().to_string());
     let family = if listen.is_ipv4() { "IPv4" } else { "IPv6" };
     key_string(out, 3, "SockFamily", family);

@@ -58,6 +58,30 @@ impl Job {
     }
 }
 
+/// The host part of a listen address as socket managers take it: a scoped IPv6 address keeps
+/// its zone (`fe80::1%lo`), by interface name where the index has one.
+pub fn node_name(listen: &SocketAddr) -> String {
+    match listen {
+        SocketAddr::V6(v6) if v6.scope_id() != 0 => {
+            format!("{}%{}", v6.ip(), interface_name(v6.scope_id()))
+        }
+        _ => listen.ip().to_string(),
+    }
+}
+
+fn interface_name(index: u32) -> String {
+    let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
+    // SAFETY: `buf` has the IF_NAMESIZE bytes if_indextoname may write.
+    let name = unsafe { libc::if_indextoname(index, buf.as_mut_ptr()) };
+    if name.is_null() {
+        return index.to_string();
+    }
+    // SAFETY: on success if_indextoname wrote a NUL-terminated name into `buf`.
+    unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) }
+        .to_string_lossy()
+        .into_owned()
+}
+
 /// A command to run (or show); `may_fail` for undoing what may not be there.
 struct Step {
     argv: Vec<String>,
@@ -81,10 +105,17 @@ pub fn install(request: &Request) -> anyhow::Result<()> {
         .and_then(std::fs::canonicalize)
         .context("cannot find the lazytunnel binary's path")?;
     for path in [&program, &config_path] {
-        if path.to_str().is_none() {
+        let Some(text) = path.to_str() else {
             bail!(
                 "{} is not valid UTF-8, which a unit or plist cannot hold",
                 path.display()
+            );
+        };
+        // A newline would end the ExecStart= line and start a directive of the path's choosing.
+        if text.chars().any(char::is_control) {
+            bail!(
+                "{text:?} contains a control character, which a unit or plist cannot hold \
+                 safely: rename it"
             );
         }
     }

@@ -39,6 +39,12 @@ pub fn render_socket(job: &Job) -> String {
     let mut out = String::from(HEADER);
     out.push_str("[Unit]\nDescription=lazytunnel: listening sockets of its forwards\n\n[Socket]\n");
     for (name, listen) in job.sockets.iter().flatten() {
+        let node = super::node_name(listen);
+        let port = listen.port();
+        let listen = match listen {
+            std::net::SocketAddr::V4(_) => format!("{node}:{port}"),
+            std::net::SocketAddr::V6(_) => format!("[{node}]:{port}"),
+        };
         let _ = writeln!(out, "# forward {name}\nListenStream={listen}");
     }
     let _ = writeln!(out, "FileDescriptorName={FD_NAME}");
@@ -125,5 +131,22 @@ mod tests {
             quote(r#"/a b/%h/$HOME/"q"\"#),
             r#""/a b/%%h/$$HOME/\"q\"\\""#
         );
+    }
+
+    // `lo` is Linux's name for loopback.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_scoped_ipv6_address_keeps_its_zone() {
+        // SAFETY: if_nametoindex reads the NUL-terminated name.
+        let lo = unsafe { libc::if_nametoindex(c"lo".as_ptr()) };
+        assert_ne!(lo, 0, "no interface lo");
+        let scoped = std::net::SocketAddrV6::new("fe80::1".parse().unwrap(), 4445, 0, lo);
+        let unit = render_socket(&job(Some(vec![("ll".into(), scoped.into())])));
+        assert!(unit.contains("ListenStream=[fe80::1%lo]:4445\n"), "{unit}");
+        let plist = super::super::launchd::render_plist(
+            "l",
+            &job(Some(vec![("ll".into(), scoped.into())])),
+        );
+        assert!(plist.contains("<string>fe80::1%lo</string>"), "{plist}");
     }
 }
