@@ -246,3 +246,43 @@ async fn two_hundred_stopped_readers_stay_within_the_receive_budget() {
     );
     assert_eq!(daemon.sole_host_status()["sessions_opened"], 1);
 }
+
+/// With every channel of the session stopped (windows full, the server blocked on them), the
+/// session itself goes on: keepalives are answered, so it is never declared dead, and the
+/// key exchanges sshd starts every second complete. Before the patch, russh's session loop
+/// waited on a full channel queue and answered neither.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_whose_channels_are_all_stopped_answers_keepalives_and_rekeys() {
+    const REKEYED: &str = "SSH2_MSG_NEWKEYS received";
+    let sshd = TestSshd::builder()
+        .config_line("RekeyLimit default 1s")
+        .start();
+    let blob = deterministic_bytes(11, 24 * MIB);
+    let (blob_addr, sent) = blob_server(blob.clone()).await;
+    let stalled = Forward::new("stalled", blob_addr);
+    // Declared dead after 1 s × (2 + 1) without an answer.
+    let daemon = start_daemon(
+        &sshd,
+        "keepalive_interval = \"1s\"\nkeepalive_max = 2\nwindow_size = \"4MiB\"",
+        &[&stalled],
+    )
+    .await;
+    let mut stalled_client = stalled.connect().await;
+    let held = wait_until_blocked(&sent).await;
+    assert!(held < blob.len(), "the server sent everything");
+
+    // Three rekeys while nothing moves: at least 3 s, as long as the keepalives need to
+    // declare the session dead if they went unanswered.
+    let before = sshd.log_file().count(REKEYED);
+    sshd.log_file()
+        .wait_for_count("sshd", REKEYED, before + 3, TIMEOUT)
+        .await;
+    let host = daemon.sole_host_status();
+    assert_eq!(host["state"], "up", "{host}");
+    assert_eq!(host["sessions_opened"], 1, "{host}");
+    assert_eq!(host["reconnects"], 0, "{host}");
+
+    let received = read_paced(&mut stalled_client, blob.len(), MIB, Duration::ZERO).await;
+    assert!(sha256(&received) == sha256(&blob), "the download differs");
+    assert_eq!(daemon.sole_host_status()["sessions_opened"], 1);
+}
