@@ -44,8 +44,8 @@ const DIFFERENCES: &[(&str, &str)] = &[
     ),
     (
         "ask",
-        "An unknown host is refused under StrictHostKeyChecking `yes`/`ask` (a daemon cannot \
-         ask; the message says how to add the key)",
+        "An unknown host is refused under StrictHostKeyChecking `yes` (the default) or `ask` \
+         (a daemon cannot ask; the message says how to add the key)",
     ),
     (
         "unknown keywords",
