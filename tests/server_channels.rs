@@ -110,3 +110,42 @@ async fn answer(
         .await
         .unwrap_or_else(|_| panic!("the daemon did not answer a channel open within {TIMEOUT:?}"))
 }
+
+/// Issue 13: a server's DISCONNECT text reaches the daemon's log escaped, so a server cannot
+/// forge log lines (or drive the terminal of whoever reads the log).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disconnect_message_cannot_forge_a_log_line() {
+    const FORGED: &str = "1999-01-01T00:00:00Z  INFO lazytunnel: forged by the server";
+    let mut server = RusshServer::start().await;
+    let forward = Forward::via(HOST, "russh", SocketAddr::from(([127, 0, 0, 1], 9)));
+    let daemon = start_daemon_with(&server.ssh_config_path(), "", &[&forward]).await;
+    let mut client = forward.connect().await;
+    echo_once(&mut client, b"session up").await;
+    let forwarded = server.next_direct_tcpip().await;
+
+    forwarded
+        .handle
+        .disconnect(
+            russh::Disconnect::ByApplication,
+            format!("bye\n{FORGED}\r\u{1b}[2J"),
+            "en".into(),
+        )
+        .await
+        .expect("send DISCONNECT");
+    daemon.wait_for_log("session down", TIMEOUT).await;
+    let whole = daemon.log();
+    // The text is reported, on the "session down" line itself.
+    let down = whole
+        .lines()
+        .find(|line| line.contains("session down"))
+        .expect("the awaited line");
+    assert!(down.contains(FORGED), "{down}");
+    assert!(
+        !whole.lines().any(|line| line.starts_with(FORGED)),
+        "a forged line reached the log:\n{whole}"
+    );
+    assert!(
+        !whole.contains('\u{1b}'),
+        "an escape sequence reached the log"
+    );
+}
