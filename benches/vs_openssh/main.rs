@@ -11,7 +11,8 @@
 //! - `LAZYTUNNEL_BENCH_CONFIG='receive_budget = "256MiB"'`: extra lines for lazytunnel's config;
 //! - `LAZYTUNNEL_BENCH_MIB=N`, `LAZYTUNNEL_BENCH_REPS=N`: bytes per transfer, repetitions;
 //! - `LAZYTUNNEL_BENCH_MANY=N`: connections held open at once (default 1000; 10000 needs
-//!   `max_connections` raised in `LAZYTUNNEL_BENCH_CONFIG`, and root for the descriptors).
+//!   `max_connections` raised in `LAZYTUNNEL_BENCH_CONFIG` and a hard descriptor limit of
+//!   at least 10,000 plus a few).
 //!
 //! Runs of the two tools alternate (lazytunnel first on even repetitions, OpenSSH first on odd
 //! ones); each figure is printed as the median of each tool and the median of the
@@ -23,6 +24,7 @@ mod common;
 mod delay_line;
 mod latency;
 mod machine;
+mod echo_process;
 mod many;
 mod measure;
 mod real_servers;
@@ -46,6 +48,9 @@ use tools::Forwarder;
 
 fn main() {
     raise_fd_limit();
+    if std::env::var_os(echo_process::CHILD_VAR).is_some() {
+        return echo_process::serve();
+    }
     let settings = Settings::from_env();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -132,6 +137,10 @@ async fn run(s: Settings) {
         if default && s.wants("many") {
             // Fresh forwarders, their session open: heap that the transfers above freed, and
             // that glibc keeps for reuse (src/memory.rs), would hide what connections take.
+            // The echo target runs in its own process (see echo_process.rs).
+            let target = echo_process::EchoProcess::start();
+            let mut targets = targets;
+            targets[echo_at] = target.addr;
             let (lazy, ssh) = start_both(ssh_config, &s, &targets, echo_at).await;
             let fresh = Pair {
                 lazy: &lazy,

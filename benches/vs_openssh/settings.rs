@@ -65,9 +65,9 @@ impl Settings {
     }
 }
 
-/// N connections need ~2N descriptors here (clients and the echo target) and N in the
-/// forwarders and sshd, which inherit the limit. Root may also raise the hard limit, which
-/// 10,000 connections need on a default 20,000.
+/// N connections need N descriptors here (the clients), N in the echo process and in each
+/// forwarder and sshd, which inherit the limit; the soft limit is raised to the hard one (and
+/// the hard one too where allowed).
 pub fn raise_fd_limit() {
     const WANTED: libc::rlim_t = 65536;
     let mut limit = libc::rlimit {
