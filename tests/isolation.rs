@@ -133,13 +133,11 @@ async fn a_trickling_reader_slows_no_download_on_its_session_and_gets_every_byte
         len: len as u64,
     })
     .await;
-    let trickle_server = DataServer::start(Mode::Download {
-        seed: 3,
-        len: 1 << 40,
-    })
-    .await;
+    // Far more than the trickle reads: the server keeps its window full.
+    let trickle_data = deterministic_bytes(3, 64 * MIB);
+    let (trickle_addr, trickle_sent) = blob_server(trickle_data.clone()).await;
     let bulk = Forward::new("bulk", bulk_server.addr());
-    let trickle = Forward::new("trickle", trickle_server.addr());
+    let trickle = Forward::new("trickle", trickle_addr);
     let _daemon = start_daemon(&sshd, "", &[&bulk, &trickle]).await;
     let expected = deterministic_bytes(9, len);
 
@@ -169,8 +167,17 @@ async fn a_trickling_reader_slows_no_download_on_its_session_and_gets_every_byte
         .await;
         (received, trickle_client)
     });
-    // Let the trickle fill its window first, so that the download meets a full channel.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The download starts once the trickle's channel is full: its server has sent 3 MiB, the
+    // smallest window the daemon grants (2 MiB) and more than the trickle has read by then
+    // (sshd fills the window before the socket buffers behind it).
+    let deadline = Instant::now() + TIMEOUT;
+    while trickle_sent.load(Ordering::SeqCst) < 3 * MIB {
+        assert!(
+            Instant::now() < deadline,
+            "the trickle's server never sent 3 MiB"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let shared = download(bulk.connect().await).await;
     eprintln!("64 MiB alone in {alone:?}, beside a trickling reader in {shared:?}");
     assert!(
@@ -180,7 +187,7 @@ async fn a_trickling_reader_slows_no_download_on_its_session_and_gets_every_byte
 
     let (received, _client) = trickling.await.expect("the trickling reader");
     assert!(
-        sha256(&received) == sha256(&deterministic_bytes(3, 4 * MIB)),
+        sha256(&received) == sha256(&trickle_data[..4 * MIB]),
         "the trickled download differs"
     );
 }
