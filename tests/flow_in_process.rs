@@ -23,6 +23,7 @@ use flow_in_process_support::{
 };
 use russh::{Preferred, WindowBudget, cipher, client, mac};
 use tokio::io::AsyncWriteExt as _;
+use tokio::sync::watch;
 
 /// The specs measure memory and wait for stalls, so they run one at a time.
 static ALONE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -41,10 +42,6 @@ const RSS_OVERHEAD: u64 = 4 * 1024 * 1024;
 /// for its payload (32 bytes with glibc) plus its slot in the queue or backlog (a `ChannelMsg`,
 /// 32 bytes and more).
 const UNMERGED_MESSAGE_COST: u64 = 64;
-
-/// How often the flood's sender is looked at, and how many unchanged looks mean it is blocked.
-const STALL_POLL: Duration = Duration::from_millis(50);
-const STALL_POLLS: usize = 10;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_one_byte_flood_at_a_client_that_never_reads_stops_at_the_window_within_the_budget() {
@@ -82,13 +79,33 @@ async fn a_one_byte_flood_at_a_client_that_never_reads_stops_at_the_window_withi
     );
     let expected = deterministic_bytes(1, FLOOD_TOTAL);
     let sent = Arc::new(AtomicUsize::new(0));
+    let (blocked_tx, mut blocked) = watch::channel(None);
     let sender = tokio::spawn(send_one_byte_at_a_time(
         server.next_channel().await,
         expected.clone(),
         sent.clone(),
+        blocked_tx,
     ));
 
-    let stalled_at = wait_until_stalled(&sent).await;
+    let stalled_at = match tokio::time::timeout(TIMEOUT, blocked.wait_for(Option::is_some)).await {
+        Ok(Ok(at)) => (*at).expect("waited for some"),
+        Ok(Err(_)) => panic!(
+            "the sender ended after {} of {FLOOD_TOTAL} bytes without its window running out: \
+             the client granted window for data nobody read",
+            sent.load(Ordering::SeqCst)
+        ),
+        Err(_) => panic!(
+            "the server's window did not run out within {TIMEOUT:?} ({} bytes sent)",
+            sent.load(Ordering::SeqCst)
+        ),
+    };
+    // A window that ran out could still be granted again by a late adjust. Two round trips on
+    // the other channel settle that: when the first echo is back, the client has processed
+    // every flood packet sent before it (one TCP stream, in order) and written any adjust for
+    // them; the second echo goes out after those adjusts, so when it is back the server has
+    // processed them too.
+    echo_round_trip(&mut echo, b"first barrier").await;
+    echo_round_trip(&mut echo, b"second barrier").await;
     let growth = rss().saturating_sub(rss_before) * 1024;
     eprintln!(
         "flood: the server sent {stalled_at} bytes of a {FLOOD_WINDOW}-byte window in {:?}; \
@@ -99,6 +116,11 @@ async fn a_one_byte_flood_at_a_client_that_never_reads_stops_at_the_window_withi
     assert_eq!(
         stalled_at, FLOOD_WINDOW as usize,
         "a client that never reads grants exactly its window: no more, and all of it"
+    );
+    assert_eq!(
+        (sent.load(Ordering::SeqCst), *blocked.borrow()),
+        (stalled_at, Some(stalled_at)),
+        "the server sent more once its window had run out, though the client read nothing"
     );
     assert!(
         growth <= FLOOD_BUDGET as u64 + RSS_OVERHEAD,
@@ -123,12 +145,14 @@ async fn a_one_byte_flood_at_a_client_that_never_reads_stops_at_the_window_withi
     eprintln!("flood: done in {:?}", started.elapsed());
 }
 
-/// Writes `bytes` one per CHANNEL_DATA message. The channel's writer waits while the client's
-/// window is used up, so `sent` stops where the window does.
+/// Writes `bytes` one per CHANNEL_DATA message, counting them in `sent`. The channel's writer
+/// waits while the client's window is used up; each time the window runs out, `blocked` says
+/// after how many bytes.
 async fn send_one_byte_at_a_time(
     channel: russh::Channel<russh::server::Msg>,
     bytes: Vec<u8>,
     sent: Arc<AtomicUsize>,
+    blocked: watch::Sender<Option<usize>>,
 ) {
     let mut writer = channel.make_writer();
     for byte in bytes {
@@ -136,32 +160,12 @@ async fn send_one_byte_at_a_time(
             .write_all(&[byte])
             .await
             .expect("the server could not send");
-        sent.fetch_add(1, Ordering::SeqCst);
-    }
-    channel.eof().await.expect("the server could not send EOF");
-}
-
-/// The count at which `sent` stops moving. Nothing signals that a sender is blocked on the
-/// window (its write is just pending), so the evidence is that the count stays put: unblocked,
-/// the sender moves it by thousands within one poll even in a debug build, so
-/// [`STALL_POLLS`] unchanged polls in a row mean it is waiting.
-async fn wait_until_stalled(sent: &AtomicUsize) -> usize {
-    let deadline = Instant::now() + TIMEOUT;
-    let (mut last, mut unchanged) = (usize::MAX, 0);
-    while unchanged < STALL_POLLS {
-        assert!(
-            Instant::now() < deadline,
-            "the server was still sending after {TIMEOUT:?} ({last} bytes)"
-        );
-        tokio::time::sleep(STALL_POLL).await;
-        let now = sent.load(Ordering::SeqCst);
-        if now == last {
-            unchanged += 1;
-        } else {
-            (last, unchanged) = (now, 0);
+        let count = sent.fetch_add(1, Ordering::SeqCst) + 1;
+        if channel.writable_packet_size().await == 0 {
+            blocked.send_replace(Some(count));
         }
     }
-    last
+    channel.eof().await.expect("the server could not send EOF");
 }
 
 /// The resident set of this process, in KiB.
