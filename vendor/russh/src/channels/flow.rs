@@ -241,8 +241,16 @@ impl Inbox {
             msg
         };
         self.held += charge;
-        if let (Some(ChannelMsg::Data { data: last }), ChannelMsg::Data { data }) =
-            (self.backlog.back_mut(), &msg)
+        // Runs of one stream merge: data with data, extended data with the same stream's.
+        let run = match (self.backlog.back_mut(), &msg) {
+            (Some(ChannelMsg::Data { data: last }), ChannelMsg::Data { data }) => Some((last, data)),
+            (
+                Some(ChannelMsg::ExtendedData { data: last, ext: last_ext }),
+                ChannelMsg::ExtendedData { data, ext },
+            ) if last_ext == ext => Some((last, data)),
+            _ => None,
+        };
+        if let Some((last, data)) = run
             && last.len() + data.len() < MERGE_BELOW
         {
             let mut merged = BytesMut::with_capacity(last.len() + data.len());
@@ -492,6 +500,31 @@ mod tests {
         }
         assert_eq!(h.inbox.held(), 0);
         assert!(window - h.peer <= 3 * PACKET, "peer window {} of {window}", h.peer);
+    }
+
+    #[test]
+    fn a_flood_of_one_byte_extended_data_is_merged_per_stream() {
+        let window = 64 * 1024;
+        let mut h = Harness::new(100, window, None);
+        // stderr (ext 1) floods, nobody reads; then a byte of another stream, then stderr again.
+        for _ in 0..window - 2 {
+            h.peer -= 1;
+            let data = Bytes::from_static(b"e");
+            h.inbox.deliver(&h.queue, &h.flow, ChannelMsg::ExtendedData { ext: 1, data });
+        }
+        h.receive(1);
+        h.peer -= 1;
+        let data = Bytes::from_static(b"e");
+        h.inbox.deliver(&h.queue, &h.flow, ChannelMsg::ExtendedData { ext: 2, data });
+        // The flood takes a few merged entries; the other streams' bytes are not merged into it.
+        assert!(h.inbox.backlog.len() <= (window as usize / MERGE_BELOW) + 4);
+        let queued_overhead = (100 + h.inbox.backlog.len()) * MESSAGE_OVERHEAD;
+        assert_eq!(h.inbox.held(), window as usize + queued_overhead);
+        assert!(matches!(h.inbox.backlog.back(), Some(ChannelMsg::ExtendedData { ext: 2, .. })));
+        assert!(matches!(
+            h.inbox.backlog.get(h.inbox.backlog.len() - 2),
+            Some(ChannelMsg::Data { .. })
+        ));
     }
 
     #[test]
