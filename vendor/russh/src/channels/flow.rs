@@ -144,13 +144,27 @@ impl ReceiveFlow {
             + self.taken.load(Ordering::SeqCst) * MESSAGE_OVERHEAD;
         let backlogged = self.backlogged.load(Ordering::SeqCst);
         let due = backlogged || charged >= self.threshold.load(Ordering::SeqCst).max(1);
-        if !due || (starved && !backlogged) || self.marked.swap(true, Ordering::SeqCst) {
+        if due && !(starved && !backlogged) {
+            self.mark(wake, *id);
+        }
+    }
+
+    /// The reader is gone: the session is to drop what it holds for it, and a channel the
+    /// peer has closed can go (else it would wait for a reader that never comes).
+    pub(crate) fn reader_gone(&self) {
+        if let Some((wake, id)) = self.session.get() {
+            self.mark(wake, *id);
+        }
+    }
+
+    fn mark(&self, wake: &FlowWake, id: ChannelId) {
+        if self.marked.swap(true, Ordering::SeqCst) {
             return;
         }
         wake.dirty
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push(*id);
+            .push(id);
         wake.notify.notify_one();
     }
 }
@@ -556,6 +570,28 @@ mod tests {
         assert_eq!(budget.available(), 0);
         drop(h);
         assert_eq!(budget.available(), i64::from((1 << 20) - PACKET));
+    }
+
+    #[test]
+    fn a_reader_dropped_with_a_backlog_lets_the_closed_channel_go() {
+        let mut h = Harness::new(1, 1 << 20, None);
+        for _ in 0..3 {
+            h.receive(1000);
+        }
+        h.inbox.deliver(&h.queue, &h.flow, ChannelMsg::Close);
+        h.inbox.closing = true;
+        assert!(!h.inbox.is_drained());
+        assert!(h.wake.take_dirty().is_empty(), "nothing was read yet");
+        // The application drops its read half without reading (its client went away): the
+        // session hears of it, and the backlog no longer keeps the closed channel.
+        let receiver = std::mem::replace(&mut h.reader, channel(1).1);
+        drop(crate::ChannelReadHalf {
+            receiver,
+            flow: h.flow.clone(),
+        });
+        assert_eq!(h.wake.take_dirty(), [ChannelId(1)]);
+        h.settle();
+        assert!(h.inbox.is_drained());
     }
 
     #[test]

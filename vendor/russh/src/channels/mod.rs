@@ -151,6 +151,12 @@ pub struct ChannelReadHalf {
     pub(crate) flow: Arc<flow::ReceiveFlow>,
 }
 
+impl Drop for ChannelReadHalf {
+    fn drop(&mut self) {
+        self.flow.reader_gone();
+    }
+}
+
 impl std::fmt::Debug for ChannelReadHalf {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ChannelReadHalf").finish()
