@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{TIMEOUT, TestDaemon, TestSshd, write_file};
-use forwarding_support::{Forward, assert_reset, config_text, connect_and_drain, drain};
+use forwarding_support::{Forward, assert_reset, connect_and_drain, daemon_builder, drain};
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 
@@ -57,7 +57,7 @@ impl ClosingServer {
                 dir.path().display()
             ),
         );
-        let daemon = TestDaemon::start(config_text(&ssh_config, settings, &[forward]));
+        let daemon = daemon_builder(&ssh_config, settings, &[forward]).start();
         daemon.wait_for_log("listening", TIMEOUT).await;
         (daemon, dir)
     }
