@@ -13,7 +13,6 @@ pub mod control;
 pub mod daemon;
 pub mod files;
 pub mod forward;
-pub mod jump;
 pub mod known_hosts;
 pub mod limits;
 pub mod listener;
