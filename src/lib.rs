@@ -3,7 +3,13 @@
 //!
 //! The path of an accepted socket: [`listener`] accepts it → [`session`] leases a channel on
 //! the host's session (opening it via [`client`] and [`auth`] if needed, verified by
-//! [`known_hosts`]) → [`forward`] copies bytes both ways until both sides are done.
+//! [`known_hosts`]; through a jump host over a `session::jump` hop) → [`forward`] copies bytes
+//! both ways until both sides are done.
+//!
+//! Around it: [`config`] and [`ssh_config`] say what to forward and how to reach each host;
+//! [`startup`] brings the process up (inherited or bound listeners, the [`instance`] lock,
+//! detaching); [`daemon`] serves, reloads and shuts down; [`control`] answers `status`, `stop`,
+//! `reload` and `connect`; [`install`] writes launchd and systemd units.
 
 pub mod auth;
 pub mod check;
@@ -13,7 +19,8 @@ pub mod control;
 pub mod daemon;
 pub mod files;
 pub mod forward;
-pub mod jump;
+pub mod install;
+pub mod instance;
 pub mod known_hosts;
 pub mod limits;
 pub mod listener;
@@ -21,7 +28,6 @@ pub mod manual;
 pub mod memory;
 pub mod netwatch;
 pub mod printable;
-pub mod service;
 pub mod session;
 pub mod ssh_config;
 pub mod startup;

@@ -12,7 +12,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use common::netns::NetNs;
-use common::{TIMEOUT, TestDaemon, TestSshd, free_port, path_str};
+use common::{TIMEOUT, TestDaemon, TestSshd, bind_loopback, path_str, port_of};
 
 /// The address sshd listens on, which the daemon's session also uses as its local address.
 const CIDR: &str = "10.77.1.1/32";
@@ -43,11 +43,18 @@ fn sshd_in(netns: &NetNs) -> TestSshd {
         .start()
 }
 
-/// A daemon inside `netns` with `settings` and one forward on `port` to sshd's own port (its
-/// banner proves the forward end to end), once it listens.
-async fn daemon_in(netns: &NetNs, sshd: &TestSshd, settings: &str, port: u16) -> TestDaemon {
+/// A daemon inside `netns` with `settings` and one forward to sshd's own port (its banner
+/// proves the forward end to end), once it listens; and the port it listens on.
+async fn daemon_in(netns: &NetNs, sshd: &TestSshd, settings: &str) -> (TestDaemon, u16) {
+    // Bound inside the namespace, where the daemon listens.
+    let listener = netns
+        .spawn_thread(bind_loopback)
+        .join()
+        .expect("bind in the namespace");
+    let port = port_of(&listener);
     let daemon = TestDaemon::builder()
         .netns(netns.handle())
+        .inherit(listener)
         .config_text(format!(
             "ssh_config = \"{config}\"\n{settings}\n[[forward]]\nlisten = \"127.0.0.1:{port}\"\nhost = \"test\"\ntarget = \"{target}\"\n",
             config = path_str(&sshd.ssh_config_path()),
@@ -55,7 +62,7 @@ async fn daemon_in(netns: &NetNs, sshd: &TestSshd, settings: &str, port: u16) ->
         ))
         .start();
     daemon.wait_for_log("listening", TIMEOUT).await;
-    daemon
+    (daemon, port)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -64,9 +71,8 @@ async fn losing_the_sessions_local_address_ends_it_within_a_second_and_the_next_
     let Some(netns) = NetNs::create() else { return };
     netns.add_address(CIDR);
     let sshd = sshd_in(&netns);
-    let port = free_port();
     // Keepalives every 15 s x 3: they would need a minute to notice.
-    let daemon = daemon_in(&netns, &sshd, "", port).await;
+    let (daemon, port) = daemon_in(&netns, &sshd, "").await;
     read_banner_through(&netns, port);
     let up = daemon.wait_for_log("session up", TIMEOUT).await;
     assert!(up.contains("local=10.77.1.1:"), "{up}");
@@ -95,14 +101,8 @@ async fn a_network_change_lifts_the_backoff_of_a_host_that_was_unreachable() {
     let sshd = sshd_in(&netns);
     // Offline: sshd's socket stays bound, but nothing routes to its address.
     netns.del_address(CIDR);
-    let port = free_port();
-    let daemon = daemon_in(
-        &netns,
-        &sshd,
-        "backoff_min = \"1h\"\nbackoff_max = \"1h\"",
-        port,
-    )
-    .await;
+    let (daemon, port) =
+        daemon_in(&netns, &sshd, "backoff_min = \"1h\"\nbackoff_max = \"1h\"").await;
     // Reset, either once connected or (when the reset wins the race) while connecting.
     let offline = netns
         .spawn_thread(move || -> std::io::Result<usize> {

@@ -33,7 +33,10 @@ use std::process::Command;
 use common::net::read_until_closed;
 use common::ssh_client::ssh_command;
 use common::sshd_files::SSH_CONFIG_TEMPLATE;
-use common::{DataServer, TIMEOUT, TestAgent, TestDaemon, TestSshd, free_port, is_reset};
+use common::{
+    DataServer, TIMEOUT, TestAgent, TestDaemon, TestSshd, bind_loopback, free_port, is_reset,
+    port_of,
+};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -52,14 +55,15 @@ impl Tunnel {
     /// and waits until it listens. No session is opened until a client connects.
     async fn start(ssh_config: &Path, agent: Option<&TestAgent>) -> Tunnel {
         let echo = DataServer::echo().await;
-        let port = free_port();
+        let listener = bind_loopback();
+        let port = port_of(&listener);
         let config = format!(
             "ssh_config = \"{}\"\n\n[[forward]]\nname = \"echo\"\nlisten = \"127.0.0.1:{port}\"\n\
              host = \"test\"\ntarget = \"{}\"\n",
             common::path_str(ssh_config),
             echo.addr()
         );
-        let mut builder = TestDaemon::builder().config_text(config);
+        let mut builder = TestDaemon::builder().config_text(config).inherit(listener);
         if let Some(agent) = agent {
             builder = builder.env("SSH_AUTH_SOCK", agent.socket_path());
         }

@@ -11,7 +11,8 @@ use std::path::PathBuf;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use common::daemon::output_of;
+use common::daemon::{lazytunnel_bin, output_of};
+use common::inherit::{EXEC_WITH_LISTEN_PID, pass_listeners};
 use common::log::LogFile;
 use common::{DataServer, POLL_INTERVAL, TIMEOUT, TestSshd, path_str, send_signal};
 use forwarding_support::{Forward, config_text, round_trip};
@@ -71,9 +72,25 @@ fn run_in_background(setup: &Setup) -> Output {
     )
 }
 
-/// `run` in the background, which must succeed; the daemon is the pid in its lock file.
-fn start_in_background(setup: &Setup) -> Detached {
-    let started = run_in_background(setup);
+/// `run` handed `listener` as a socket manager would, so that the port stays the test's
+/// between daemons.
+fn run_in_background_on(setup: &Setup, listener: &TcpListener) -> Output {
+    let mut command = setup.sandbox.command_running("sh");
+    command
+        .args(EXEC_WITH_LISTEN_PID)
+        .arg(lazytunnel_bin().expect("the lazytunnel binary"))
+        .args(["run", "--config", path_str(&setup.config)])
+        .env("LISTEN_FDS", "1");
+    let copies = pass_listeners(&mut command, &[listener]);
+    let output = output_of(&mut command);
+    drop(copies);
+    output
+}
+
+/// `run` in the background on `listener`, which must succeed; the daemon is the pid in its
+/// lock file.
+fn start_in_background(setup: &Setup, listener: &TcpListener) -> Detached {
+    let started = run_in_background_on(setup, listener);
     assert!(started.status.success(), "{}", stderr(&started));
     let pid = std::fs::read_to_string(lock_file(setup))
         .expect("the lock file")
@@ -108,9 +125,10 @@ async fn detached_daemon_serves_refuses_a_second_instance_and_stops_on_sigterm()
     let sshd = TestSshd::start();
     let echo = DataServer::echo().await;
     let forward = Forward::new("echo", echo.addr());
+    let listener = forward.take_socket().expect("a new forward's socket");
     let setup = Setup::new(&config_text(&sshd.ssh_config_path(), "", &[&forward]));
 
-    let started = run_in_background(&setup);
+    let started = run_in_background_on(&setup, &listener);
     let said = stderr(&started);
     assert!(started.status.success(), "{said}");
     let pid: u32 = said
@@ -168,7 +186,7 @@ async fn detached_daemon_serves_refuses_a_second_instance_and_stops_on_sigterm()
     );
     log.wait_for_count("daemon", "stopped", 1, TIMEOUT).await;
     // The lock dies with its holder: a new daemon may start at once.
-    let again = start_in_background(&setup);
+    let again = start_in_background(&setup, &listener);
     send_signal(again.0, "TERM");
     assert!(again.wait_for_exit(TIMEOUT).await);
 }
@@ -197,8 +215,9 @@ async fn a_detached_daemon_answers_status_and_stop_ends_it() {
     let sshd = TestSshd::start();
     let echo = DataServer::echo().await;
     let forward = Forward::new("echo", echo.addr());
+    let listener = forward.take_socket().expect("a new forward's socket");
     let setup = Setup::new(&config_text(&sshd.ssh_config_path(), "", &[&forward]));
-    let daemon = start_in_background(&setup);
+    let daemon = start_in_background(&setup, &listener);
     let pid = daemon.0;
     let command = |verb: &str| {
         output_of(

@@ -14,7 +14,7 @@ use control_support::{
     assert_success, assert_window_follows, control_socket, entry, raw_request, status_json, stderr,
     stdout,
 };
-use forwarding_support::{Forward, PROMPTLY, config_text, echo_once, start_daemon};
+use forwarding_support::{Forward, PROMPTLY, config_text, daemon_builder, echo_once, start_daemon};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_reports_the_live_session_its_channels_and_bytes_per_host_and_forward() {
@@ -306,8 +306,7 @@ async fn control_socket_on_the_command_line_is_where_the_daemon_listens() {
     let private = tempfile::tempdir().unwrap();
     std::fs::set_permissions(private.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
     let socket = private.path().join("ctl.sock");
-    let daemon = common::TestDaemon::builder()
-        .config_text(config_text(&sshd.ssh_config_path(), "", &[&forward]))
+    let daemon = daemon_builder(&sshd.ssh_config_path(), "", &[&forward])
         .arg("--control-socket")
         .arg(&socket)
         .start();

@@ -9,6 +9,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::inherit::{EXEC_WITH_LISTEN_PID, bind_loopback, pass_listeners, port_of};
 use common::log::LogFile;
 use common::sshd_files::SSH_CONFIG_TEMPLATE;
 use common::{
@@ -174,10 +175,11 @@ async fn listen_address_in_use_makes_the_daemon_exit_non_zero_naming_address_and
     let sshd = TestSshd::start();
     let taken = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind port 0");
     let addr = taken.local_addr().expect("local address");
-    let forward = Forward {
-        port: addr.port(),
-        ..Forward::new("taken", SocketAddr::from((Ipv4Addr::LOCALHOST, 9)))
-    };
+    let forward = Forward::on_port(
+        addr.port(),
+        "taken",
+        SocketAddr::from((Ipv4Addr::LOCALHOST, 9)),
+    );
 
     let mut daemon = TestDaemon::start(config_text(&sshd.ssh_config_path(), "", &[&forward]));
 
@@ -269,9 +271,14 @@ async fn sigterm_lets_open_connections_run_for_the_drain_period_then_resets_them
 async fn ad_hoc_run_forwards_through_a_host_alias_of_the_users_ssh_config() {
     let sshd = TestSshd::start();
     let echo = DataServer::echo().await;
-    let port = free_port();
+    let listener = bind_loopback();
+    let port = port_of(&listener);
     let spec = format!("127.0.0.1:{port}:{}", echo.addr());
-    let mut daemon = AdHocDaemon::start(&sshd.render(SSH_CONFIG_TEMPLATE), &["-L", &spec, "test"]);
+    let mut daemon = AdHocDaemon::start(
+        &sshd.render(SSH_CONFIG_TEMPLATE),
+        &["-L", &spec, "test"],
+        listener,
+    );
     daemon
         .log
         .wait_for_count("daemon", "listening", 1, TIMEOUT)
@@ -292,8 +299,8 @@ async fn ad_hoc_run_forwards_through_a_host_alias_of_the_users_ssh_config() {
 }
 
 /// `lazytunnel run --foreground ARGS` with no config file, its `HOME` a temp dir whose
-/// `~/.ssh/config` holds the given text. (TestDaemon always passes `--config`, which `-L`
-/// excludes.) SIGTERMed, then SIGKILLed, on drop.
+/// `~/.ssh/config` holds the given text, inheriting `listener` for its `-L`. (TestDaemon always
+/// passes `--config`, which `-L` excludes.) SIGTERMed, then SIGKILLed, on drop.
 struct AdHocDaemon {
     child: Child,
     log: LogFile,
@@ -301,7 +308,7 @@ struct AdHocDaemon {
 }
 
 impl AdHocDaemon {
-    fn start(ssh_config: &str, args: &[&str]) -> AdHocDaemon {
+    fn start(ssh_config: &str, args: &[&str], listener: std::net::TcpListener) -> AdHocDaemon {
         let dir = tempfile::Builder::new()
             .prefix("lazytunnel-adhoc-")
             .tempdir()
@@ -311,7 +318,12 @@ impl AdHocDaemon {
         write_file(&home.join(".ssh/config"), ssh_config);
         let log = LogFile::new(dir.path().join("daemon.log"));
         let bin = common::daemon::lazytunnel_bin().expect("the lazytunnel binary");
-        let child = Command::new(&bin)
+        let mut command = Command::new("sh");
+        let copies = pass_listeners(&mut command, &[&listener]);
+        let child = command
+            .args(EXEC_WITH_LISTEN_PID)
+            .arg(&bin)
+            .env("LISTEN_FDS", "1")
             .args(["run", "--foreground"])
             .args(args)
             .env("HOME", &home)
@@ -326,6 +338,7 @@ impl AdHocDaemon {
             .stderr(log.stdio())
             .spawn()
             .unwrap_or_else(|err| panic!("could not run {}: {err}", bin.display()));
+        drop((copies, listener));
         AdHocDaemon {
             child,
             log,

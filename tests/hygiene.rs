@@ -8,8 +8,8 @@ mod common;
 mod forwarding_support;
 
 use common::procfs::{self, fd_count, open_tcp_sockets, status_field};
-use common::{DataServer, TIMEOUT, TestDaemon, TestSshd, wait_for_count};
-use forwarding_support::{Forward, config_text, echo_once, start_daemon};
+use common::{DataServer, TIMEOUT, TestSshd, wait_for_count};
+use forwarding_support::{Forward, daemon_builder, echo_once, start_daemon};
 use tokio::io::AsyncReadExt;
 
 const CHURN: usize = 10_000;
@@ -119,8 +119,7 @@ async fn a_burst_beyond_the_descriptor_limit_waits_in_the_backlog_and_the_host_n
     let sshd = TestSshd::start();
     let echo = DataServer::echo().await;
     let forward = Forward::new("burst", echo.addr());
-    let daemon = TestDaemon::builder()
-        .config_text(config_text(&sshd.ssh_config_path(), "", &[&forward]))
+    let daemon = daemon_builder(&sshd.ssh_config_path(), "", &[&forward])
         .nofile_limit(48)
         .start();
     daemon.wait_for_log("listening", TIMEOUT).await;

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use common::netns::NetNs;
 use common::ssh_client::{SshProcess, ssh_command};
-use common::{TIMEOUT, TestDaemon, TestSshd, free_port, path_str};
+use common::{TIMEOUT, TestDaemon, TestSshd, bind_loopback, path_str, port_of};
 use lazytunnel::netwatch::{AddressEvents, is_local_address};
 
 /// Where sshd listens inside the namespace.
@@ -68,10 +68,15 @@ fn ssh_logs_in_to_sshd_inside_a_namespace_from_a_chosen_address() {
 async fn daemon_forwards_inside_a_namespace() {
     let Some(netns) = namespace() else { return };
     let sshd = sshd_in(&netns);
-    // A fresh namespace has every port free; the probe in the host's is just a number.
-    let port = free_port();
+    // Bound inside the namespace, where the daemon listens.
+    let listener = netns
+        .spawn_thread(bind_loopback)
+        .join()
+        .expect("bind in the namespace");
+    let port = port_of(&listener);
     let daemon = TestDaemon::builder()
         .netns(netns.handle())
+        .inherit(listener)
         .config_text(format!(
             "ssh_config = \"{config}\"
 [[forward]]

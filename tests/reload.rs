@@ -6,6 +6,8 @@ mod common;
 mod control_support;
 mod forwarding_support;
 
+use std::process::Output;
+
 use common::{DataServer, TestDaemon, TestSshd, is_reset};
 use control_support::{assert_success, entry, status_json, stderr, stdout};
 use forwarding_support::{Forward, PROMPTLY, config_text, echo_once, start_daemon};
@@ -33,9 +35,34 @@ impl Serving {
         }
     }
 
-    /// A new forward to the echo server (not in the config yet).
+    /// A new forward to the echo server (not in the config yet), whose port nothing holds:
+    /// the daemon binds it itself when a reload adds it.
     fn new_forward(&self, name: &'static str) -> Forward {
-        Forward::new(name, self.echo.addr())
+        let forward = Forward::new(name, self.echo.addr());
+        forward.release();
+        forward
+    }
+
+    /// Reloads with `settings`, `forwards` and a new forward named `name`, returning the
+    /// reload's output and the new forward. Its port is free only from just before the reload,
+    /// so another process may take it first: the reload then fails changing nothing, naming
+    /// the address in use, and is tried again with a new port.
+    fn reload_adding(
+        &self,
+        settings: &str,
+        forwards: &[&Forward],
+        name: &'static str,
+    ) -> (Output, Forward) {
+        for _ in 0..3 {
+            let added = self.new_forward(name);
+            let all: Vec<&Forward> = forwards.iter().copied().chain([&added]).collect();
+            self.write_config(settings, &all);
+            let output = self.daemon.cli(["reload"]);
+            if !stderr(&output).contains("Address already in use") {
+                return (output, added);
+            }
+        }
+        panic!("three new ports were all taken before the reload could bind them");
     }
 
     /// Replaces the daemon's config file with `settings` and `forwards`.
@@ -67,16 +94,9 @@ async fn reload_adds_removes_and_changes_forwards_while_an_unchanged_connection_
     let mut held = keep.connect().await;
     echo_once(&mut held, b"before the reload").await;
 
-    let added = setup.new_forward("added");
-    let moved_now = Forward {
-        name: moved.name,
-        host: moved.host,
-        port: moved.port,
-        target: other_echo.addr(),
-    };
+    let moved_now = moved.retargeted(other_echo.addr());
     let host_change = "[host.test]\nkeepalive_max = 5\n";
-    setup.write_config(host_change, &[keep, &moved_now, &added]);
-    let output = daemon.cli(["reload"]);
+    let (output, added) = setup.reload_adding(host_change, &[keep, &moved_now], "added");
 
     assert_success(&output, "reload");
     assert!(
@@ -180,10 +200,11 @@ async fn a_port_in_use_fails_the_reload_before_anything_changes() {
         unreachable!()
     };
     let squatter = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let taken = Forward {
-        port: squatter.local_addr().unwrap().port(),
-        ..setup.new_forward("taken")
-    };
+    let taken = Forward::on_port(
+        squatter.local_addr().unwrap().port(),
+        "taken",
+        setup.echo.addr(),
+    );
 
     setup.write_config("", &[keep, &taken]);
     let output = setup.daemon.cli(["reload"]);
@@ -215,6 +236,8 @@ async fn sighup_reloads_like_the_command_and_a_bad_config_only_logs() {
         .await;
 
     let added = Forward::new("added", echo.addr());
+    // Bound by the daemon itself on SIGHUP.
+    added.release();
     daemon.write_config(&config_text(&sshd.ssh_config_path(), "", &[&keep, &added]));
     assert!(daemon.signal("HUP"));
     daemon

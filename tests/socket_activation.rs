@@ -8,26 +8,17 @@ mod common;
 mod forwarding_support;
 mod service_support;
 
-use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{DataServer, TIMEOUT, TestSshd, holds_throughout};
-use forwarding_support::{Forward, config_text, connect, echo_once, round_trip};
+use common::{DataServer, TIMEOUT, TestSshd, bind_loopback, holds_throughout, port_of};
+use forwarding_support::{Forward, config_text, connect, daemon_builder, echo_once, round_trip};
 use service_support::{Running, Setup, refused};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Sessions close after 1 s idle, and the daemon exits 1 s after that.
 const IDLE_SETTINGS: &str = "idle_timeout = \"1s\"\nexit_when_idle = \"1s\"";
 const EXIT_WHEN_IDLE: Duration = Duration::from_secs(1);
-
-fn bind_loopback() -> TcpListener {
-    TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0")
-}
-
-fn port_of(listener: &TcpListener) -> u16 {
-    listener.local_addr().expect("local_addr").port()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn systemd_socket_activate_starts_it_on_the_first_connection_and_it_exits_when_idle() {
@@ -39,6 +30,9 @@ async fn systemd_socket_activate_starts_it_on_the_first_connection_and_it_exits_
         IDLE_SETTINGS,
         &[&forward],
     ));
+    // systemd-socket-activate binds the port itself: the one place a port is chosen free and
+    // then bound by another process (a real socket manager does the same).
+    forward.release();
     let mut command = Command::new("systemd-socket-activate");
     command
         .arg(format!("--listen=127.0.0.1:{}", forward.port))
@@ -108,12 +102,15 @@ async fn passed_sockets_match_forwards_by_name_then_address_and_strays_are_close
     let echo = DataServer::echo().await;
     // Named "byname" but listening elsewhere than the config says: the name wins.
     let by_name = bind_loopback();
-    let by_addr = bind_loopback();
     let stray = bind_loopback();
     let named = Forward::new("byname", echo.addr());
-    let mut addressed = Forward::new("byaddr", echo.addr());
-    addressed.port = port_of(&by_addr);
+    // Nothing may listen where the config puts it.
+    named.release();
+    let addressed = Forward::new("byaddr", echo.addr());
+    let by_addr = addressed.take_socket().expect("a new forward's socket");
     let unpassed = Forward::new("bound", echo.addr());
+    // The daemon binds this one itself.
+    unpassed.release();
     let setup = Setup::new(&config_text(
         &sshd.ssh_config_path(),
         "",
@@ -158,9 +155,8 @@ async fn passed_sockets_match_forwards_by_name_then_address_and_strays_are_close
 async fn after_an_idle_exit_a_restart_on_the_held_socket_serves_the_connection_that_queued() {
     let sshd = TestSshd::start();
     let echo = DataServer::echo().await;
-    let held = bind_loopback();
-    let mut forward = Forward::new("echo", echo.addr());
-    forward.port = port_of(&held);
+    let forward = Forward::new("echo", echo.addr());
+    let held = forward.take_socket().expect("a new forward's socket");
     let setup = Setup::new(&config_text(
         &sshd.ssh_config_path(),
         IDLE_SETTINGS,
@@ -202,8 +198,7 @@ async fn under_systemd_it_reports_ready_with_a_status_line_once_it_listens() {
     let dir = tempfile::tempdir().expect("temp dir");
     let socket_path = dir.path().join("notify.sock");
     let notify = tokio::net::UnixDatagram::bind(&socket_path).expect("bind the notify socket");
-    let daemon = common::TestDaemon::builder()
-        .config_text(config_text(&sshd.ssh_config_path(), "", &[&forward]))
+    let daemon = daemon_builder(&sshd.ssh_config_path(), "", &[&forward])
         .env("NOTIFY_SOCKET", &socket_path)
         .start();
 

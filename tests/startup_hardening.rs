@@ -8,7 +8,6 @@ mod common;
 mod forwarding_support;
 mod service_support;
 
-use std::net::TcpListener;
 use std::process::{Command, Stdio};
 
 use common::{DataServer, TIMEOUT, TestSshd};
@@ -23,6 +22,9 @@ async fn a_socket_passed_on_every_interface_is_refused_naming_the_forward_and_th
     let forward = Forward::new("smb", echo.addr());
     let setup = Setup::new(&config_text(&sshd.ssh_config_path(), "", &[&forward]));
     let wildcard = format!("0.0.0.0:{}", forward.port);
+    // systemd-socket-activate binds the port itself: the one place a port is chosen free and
+    // then bound by another process (a real socket manager does the same).
+    forward.release();
     let mut command = Command::new("systemd-socket-activate");
     command
         .arg(format!("--listen={wildcard}"))
@@ -73,9 +75,8 @@ async fn a_socket_passed_on_every_interface_is_refused_naming_the_forward_and_th
 async fn a_listen_fds_count_beyond_the_passed_sockets_is_refused_naming_it() {
     let sshd = TestSshd::start();
     let echo = DataServer::echo().await;
-    let passed = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    let mut forward = Forward::new("echo", echo.addr());
-    forward.port = passed.local_addr().expect("local_addr").port();
+    let forward = Forward::new("echo", echo.addr());
+    let passed = forward.take_socket().expect("a new forward's socket");
     let setup = Setup::new(&config_text(&sshd.ssh_config_path(), "", &[&forward]));
 
     // One socket on fd 3, but the count says three: fds 4 and 5 are whatever the daemon opens.

@@ -10,7 +10,7 @@ use anyhow::{Context, bail};
 
 use super::protocol::{Request, Response};
 use crate::config::Config;
-use crate::service::{lock, paths};
+use crate::instance::{lock, paths};
 
 /// The longest reply read: a status of thousands of forwards fits many times over.
 pub const MAX_REPLY: u64 = 16 * 1024 * 1024;
@@ -158,7 +158,7 @@ pub fn wait_for_exit(socket: &Path, timeout: Duration) -> anyhow::Result<()> {
                 "the daemon has not exited {} after being asked to stop (it drains open \
                  connections first); its pid is in {}",
                 humantime::format_duration(timeout),
-                crate::service::paths::lock_file(socket).display()
+                paths::lock_file(socket).display()
             );
         }
         std::thread::sleep(Duration::from_millis(20));

@@ -2,7 +2,7 @@
 //! ours, a stale socket replaced), and answering one request per connection within bounds.
 
 use std::io;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,7 +43,7 @@ pub fn bind(path: &Path) -> anyhow::Result<ControlSocket> {
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    check_private_dir(dir)?;
+    crate::instance::check_private_dir(dir)?;
     match std::fs::symlink_metadata(path) {
         Ok(old) if old.file_type().is_socket() => std::fs::remove_file(path)
             .with_context(|| format!("cannot remove stale control socket {}", path.display()))?,
@@ -64,25 +64,6 @@ pub fn bind(path: &Path) -> anyhow::Result<ControlSocket> {
         .and_then(|()| socket.listener.set_nonblocking(true))
         .with_context(|| format!("cannot set up control socket {}", path.display()))?;
     Ok(socket)
-}
-
-/// The control socket's directory (which also holds the lock file) must be ours and closed
-/// to others: whoever can write there can command the daemon or take its lock.
-pub(crate) fn check_private_dir(dir: &Path) -> anyhow::Result<()> {
-    let meta = std::fs::metadata(dir)
-        .with_context(|| format!("control socket directory {}", dir.display()))?;
-    // SAFETY: geteuid has no preconditions.
-    let uid = unsafe { libc::geteuid() };
-    if meta.uid() != uid || meta.mode() & 0o077 != 0 {
-        bail!(
-            "control socket directory {} must belong to you and be closed to others (mode 0700; \
-             it is {:o}, owner uid {}): choose another `control_socket`",
-            dir.display(),
-            meta.mode() & 0o7777,
-            meta.uid()
-        );
-    }
-    Ok(())
 }
 
 /// Answers requests on `listener` until `stop` fires.

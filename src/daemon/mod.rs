@@ -23,7 +23,7 @@ use crate::config::Config;
 use crate::listener::{BoundForward, ConnectionContext};
 use crate::session::{self, Backoff, SessionManager};
 use crate::ssh_config::{HostConfig, SYSTEM_SSH_CONFIG, SshConfigFile};
-use crate::{control as control_socket, service};
+use crate::{control as control_socket, startup};
 use forwards::Forwards;
 
 /// How long open connections may go on after a shutdown request before they are reset.
@@ -156,7 +156,7 @@ pub async fn run(setup: Setup) {
     if let Some(after) = exit_when_idle {
         let (sessions, connections) = (sessions.clone(), ctx.connections.clone());
         let is_idle = move || connections.is_empty() && !sessions.has_live_session();
-        tokio::spawn(service::idle::exit_when_idle(
+        tokio::spawn(startup::idle::exit_when_idle(
             after,
             is_idle,
             shutdown.clone(),

@@ -114,8 +114,8 @@ mod apply {
     use super::Plan;
     use crate::config::Config;
     use crate::daemon::{Daemon, resolve_hosts};
+    use crate::instance::paths;
     use crate::listener::bind_std;
-    use crate::service::paths;
 
     impl Daemon {
         /// Re-reads the config file and applies it as a difference (see the README). Everything

@@ -10,6 +10,8 @@
 
 mod backoff;
 mod connect_now;
+mod connector;
+mod jump;
 mod live;
 mod monitor;
 mod open;
@@ -34,6 +36,8 @@ use tracing::{debug, info};
 
 pub use backoff::Backoff;
 pub use connect_now::{ConnectNowError, Connected};
+pub use connector::{Connector, Opening, SshConnector};
+pub use jump::Hop;
 pub use live::{Carrier, LiveSession};
 pub use monitor::watch_network;
 pub use status::{HostState, HostStatus};
@@ -98,6 +102,8 @@ struct Shared {
     backoff: Backoff,
     /// What all sessions' channels may hold for their clients (`receive_budget`).
     window_budget: Arc<WindowBudget>,
+    /// Opens each session; [`SshConnector`] but in unit specs.
+    connector: Arc<dyn Connector>,
     tasks: TaskTracker,
     shutdown: CancellationToken,
     /// Wakes the network watcher, which idles while no session is up.
@@ -131,6 +137,7 @@ impl SessionManager {
             shared: Shared {
                 backoff,
                 window_budget,
+                connector: Arc::new(SshConnector),
                 tasks: TaskTracker::new(),
                 shutdown,
                 session_up: Arc::new(Notify::new()),
@@ -138,6 +145,13 @@ impl SessionManager {
         };
         manager.update_hosts(hosts);
         manager
+    }
+
+    /// Opens sessions with `connector` instead of [`SshConnector`] (for specs that need no
+    /// server). Call before the manager is used.
+    pub fn with_connector(mut self, connector: Arc<dyn Connector>) -> Self {
+        self.shared.connector = connector;
+        self
     }
 
     /// Makes `hosts` the forwards' hosts (a reload). A host whose resolved settings changed

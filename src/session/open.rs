@@ -12,14 +12,13 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span};
 
-use super::live::{Carrier, ChannelCount, LiveSession};
+use super::live::{ChannelCount, LiveSession};
 use super::slot::{HostSlot, Phase, Setup};
 use super::{
     Connecting, Lease, OPEN_PROBE_AFTER, OpenError, PROBE_DEADLINE, SESSIONS_PER_CONNECTION, Shared,
 };
-use crate::client::{self, ConnectError};
+use crate::client::ConnectError;
 use crate::config::Target;
-use crate::jump;
 use crate::memory;
 
 /// What a connection does next, decided under the slot's lock.
@@ -176,30 +175,18 @@ impl Shared {
     fn connect<'a>(&'a self, slot: &'a HostSlot) -> Connecting<'a> {
         let Setup { config, via } = slot.setup();
         let carries = slot.carries();
-        let budget = self.window_budget.clone();
-        match via {
-            None => Box::pin(async move {
-                client::connect(config, carries, budget)
-                    .await
-                    .map(|c| (c, None))
-            }),
-            Some(via) => Box::pin(async move {
-                let lease = self
-                    .open_on(&via, &jump::hop_target(&config), jump::ORIGINATOR)
-                    .await;
-                let lease = lease.map(|lease| {
-                    let (local, remote) = (lease.session.local_addr(), lease.session.remote_addr());
-                    (
-                        lease.channel,
-                        Carrier::new(lease.session, lease._count),
-                        local,
-                        remote,
-                        lease.opened_in,
-                    )
-                });
-                jump::connect_over(config, lease, carries, budget).await
-            }),
-        }
+        Box::pin(async move {
+            let (hop, carrier) = match via {
+                None => (None, None),
+                Some(via) => {
+                    let (hop, carrier) = self.open_hop(&via, &config).await?;
+                    (Some(hop), Some(carrier))
+                }
+            };
+            let budget = self.window_budget.clone();
+            let conn = self.connector.connect(config, hop, carries, budget).await?;
+            Ok((conn, carrier))
+        })
     }
 }
 

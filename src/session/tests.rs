@@ -1,4 +1,5 @@
-//! Unit specs of the manager's bookkeeping that need no server: reloading hosts, status.
+//! Unit specs of the manager's bookkeeping that need no server: reloading hosts, status;
+//! holding, backoff and shared attempts against a fake connector in [`attempts`].
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -151,3 +152,5 @@ async fn a_connect_attempt_that_panics_or_is_cancelled_still_records_a_failure()
     assert_eq!(failures, 2);
     assert!(error.contains("cancelled"), "{error}");
 }
+
+mod attempts;

@@ -102,14 +102,20 @@ async fn a_jump_host_shared_by_two_targets_is_one_session() {
         + &host_block(&sshd, "jump", &kh, "");
     let config = sshd.write_file("ssh_config.shared", &text);
     let echo = DataServer::echo().await;
-    let (port_one, port_two) = (free_port(), free_port());
-    let daemon = TestDaemon::start(format!(
+    let (one, two) = (bind_loopback(), bind_loopback());
+    let (port_one, port_two) = (port_of(&one), port_of(&two));
+    let config = format!(
         "ssh_config = \"{}\"\n\n[[forward]]\nlisten = \"127.0.0.1:{port_one}\"\nhost = \"one\"\n\
          target = \"{echo}\"\n\n[[forward]]\nlisten = \"127.0.0.1:{port_two}\"\nhost = \"two\"\n\
          target = \"{echo}\"\n",
         path_str(&config),
         echo = echo.addr()
-    ));
+    );
+    let daemon = TestDaemon::builder()
+        .config_text(config)
+        .inherit(one)
+        .inherit(two)
+        .start();
     daemon.wait_for_log("listening", TIMEOUT).await;
 
     for port in [port_one, port_two] {

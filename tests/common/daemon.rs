@@ -25,6 +25,7 @@
 //! parallel daemons never share a control socket.
 
 use std::ffi::{OsStr, OsString};
+use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
@@ -32,6 +33,7 @@ use std::time::Duration;
 
 use tempfile::TempDir;
 
+use super::inherit::{EXEC_WITH_LISTEN_PID, pass_listeners};
 use super::log::LogFile;
 use super::netns::NsHandle;
 use super::{TIMEOUT, send_signal, wait_for_exit, wait_for_exit_blocking, write_file};
@@ -75,7 +77,12 @@ impl Sandbox {
 
     /// The lazytunnel binary with the sandbox's environment (stdin from /dev/null).
     pub fn command(&self) -> Command {
-        let mut command = Command::new(bin());
+        self.command_running(bin())
+    }
+
+    /// `program` with the sandbox's environment (stdin from /dev/null).
+    pub fn command_running(&self, program: impl AsRef<OsStr>) -> Command {
+        let mut command = Command::new(program);
         command
             .env("HOME", &self.home)
             .env("XDG_CONFIG_HOME", self.home.join(".config"))
@@ -121,6 +128,7 @@ pub struct TestDaemonBuilder {
     args: Vec<OsString>,
     nofile: Option<u64>,
     netns: Option<NsHandle>,
+    inherited: Vec<TcpListener>,
 }
 
 impl TestDaemonBuilder {
@@ -150,6 +158,14 @@ impl TestDaemonBuilder {
         self
     }
 
+    /// Hands the daemon `listener` as systemd would (`LISTEN_FDS`); it serves the forward that
+    /// listens on its address. Tests give every listen port this way, so that no other process
+    /// can take it first. Our copy is closed once the daemon has started.
+    pub fn inherit(mut self, listener: TcpListener) -> Self {
+        self.inherited.push(listener);
+        self
+    }
+
     /// Runs the daemon inside a network namespace ([`super::netns::NetNs::handle`]).
     pub fn netns(mut self, netns: NsHandle) -> Self {
         self.netns = Some(netns);
@@ -167,7 +183,18 @@ impl TestDaemonBuilder {
         write_file(&config_path, &config_text);
         let sandbox = Sandbox::new(dir.path(), self.env);
         let log = LogFile::new(dir.path().join("daemon.log"));
-        let mut command = sandbox.command();
+        let mut command = if self.inherited.is_empty() {
+            sandbox.command()
+        } else {
+            let mut shell = sandbox.command_running("sh");
+            shell
+                .args(EXEC_WITH_LISTEN_PID)
+                .arg(bin())
+                .env("LISTEN_FDS", self.inherited.len().to_string());
+            shell
+        };
+        let inherited: Vec<&TcpListener> = self.inherited.iter().collect();
+        let copies = pass_listeners(&mut command, &inherited);
         if let Some(limit) = self.nofile {
             use std::os::unix::process::CommandExt;
             let rlimit = libc::rlimit {
@@ -196,6 +223,8 @@ impl TestDaemonBuilder {
             .stderr(log.stdio())
             .spawn()
             .unwrap_or_else(|err| panic!("could not run {}: {err}", bin().display()));
+        drop(copies);
+        drop(self.inherited);
         TestDaemon {
             child,
             exited: None,

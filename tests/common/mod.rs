@@ -4,6 +4,7 @@
 //!
 //! Conventions, so tests can run in parallel threads and binaries:
 //! - nothing uses a fixed port or a shared file: every helper owns a temp dir and binds port 0;
+//!   a daemon's listen ports are bound here and handed over ([`inherit`]);
 //! - everything cleans up on `Drop` (processes killed, temp dirs removed), and a helper dropped
 //!   while its test is panicking prints its log to stderr, which the test runner shows;
 //! - helpers panic with a message naming what failed: they are test code, not library code;
@@ -18,6 +19,7 @@
 pub mod agent;
 pub mod certs;
 pub mod daemon;
+pub mod inherit;
 pub mod keys;
 pub mod log;
 pub mod net;
@@ -33,6 +35,8 @@ pub mod sshd_files;
 pub use agent::TestAgent;
 #[allow(unused_imports)]
 pub use daemon::{TestDaemon, run_cli};
+#[allow(unused_imports)]
+pub use inherit::{bind_loopback, port_of};
 #[allow(unused_imports)]
 pub use net::{DataServer, Mode, deterministic_bytes, free_port, is_reset, sha256};
 #[allow(unused_imports)]

@@ -13,8 +13,9 @@ use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
 /// A loopback port that was free when this returned. Another process may take it before the
-/// caller binds it, so use it only where a port must be known before binding (config files);
-/// otherwise bind port 0 directly.
+/// caller binds it, so use it only for a port nothing is meant to listen on, or one another
+/// program binds itself (`ssh -L`, sshd, which retries). A daemon's listen ports are bound by
+/// the test and handed over instead ([`super::inherit`]).
 pub fn free_port() -> u16 {
     StdTcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .and_then(|listener| listener.local_addr())

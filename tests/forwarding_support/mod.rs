@@ -6,21 +6,26 @@
 
 use std::fmt::Write as _;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::common::{TIMEOUT, TestDaemon, TestSshd, free_port, path_str};
+use crate::common::daemon::TestDaemonBuilder;
+use crate::common::{TIMEOUT, TestDaemon, TestSshd, bind_loopback, path_str, port_of};
 
 /// One `[[forward]]` of a test config, through the host alias `host`.
 pub struct Forward {
     pub name: &'static str,
     pub host: &'static str,
-    /// The 127.0.0.1 port the daemon listens on; free when the forward was made.
+    /// The 127.0.0.1 port the daemon listens on.
     pub port: u16,
     pub target: SocketAddr,
+    /// The listening socket on `port`, bound when the forward was made and held until a daemon
+    /// inherits it ([`daemon_builder`]), so that no other process can take the port meanwhile.
+    socket: Mutex<Option<TcpListener>>,
 }
 
 impl Forward {
@@ -30,12 +35,49 @@ impl Forward {
     }
 
     pub fn via(host: &'static str, name: &'static str, target: SocketAddr) -> Forward {
+        let socket = bind_loopback();
         Forward {
             name,
             host,
-            port: free_port(),
+            port: port_of(&socket),
             target,
+            socket: Mutex::new(Some(socket)),
         }
+    }
+
+    /// A forward on `port`, a port someone else holds (no socket of its own to hand over).
+    pub fn on_port(port: u16, name: &'static str, target: SocketAddr) -> Forward {
+        Forward {
+            name,
+            host: "test",
+            port,
+            target,
+            socket: Mutex::new(None),
+        }
+    }
+
+    /// This forward with another target: the same name, host and port (whose socket stays
+    /// with this one, or with the daemon that inherited it).
+    pub fn retargeted(&self, target: SocketAddr) -> Forward {
+        Forward {
+            name: self.name,
+            host: self.host,
+            port: self.port,
+            target,
+            socket: Mutex::new(None),
+        }
+    }
+
+    /// The listening socket, for a daemon to inherit; `None` once one has.
+    pub fn take_socket(&self) -> Option<TcpListener> {
+        self.socket.lock().expect("socket lock").take()
+    }
+
+    /// Closes our socket, for a test in which another process binds the port itself (a
+    /// daemon added by reload, `systemd-socket-activate`): it may lose the port to another
+    /// process meanwhile.
+    pub fn release(&self) {
+        drop(self.take_socket());
     }
 
     pub async fn connect(&self) -> TcpStream {
@@ -68,11 +110,24 @@ pub async fn start_daemon_with(
     settings: &str,
     forwards: &[&Forward],
 ) -> TestDaemon {
-    let daemon = TestDaemon::start(config_text(ssh_config, settings, forwards));
+    let daemon = daemon_builder(ssh_config, settings, forwards).start();
     daemon
         .wait_for_log_count("listening", forwards.len(), TIMEOUT)
         .await;
     daemon
+}
+
+/// A daemon with the config [`config_text`] writes, inheriting the forwards' sockets.
+pub fn daemon_builder(
+    ssh_config: &std::path::Path,
+    settings: &str,
+    forwards: &[&Forward],
+) -> TestDaemonBuilder {
+    let builder = TestDaemon::builder().config_text(config_text(ssh_config, settings, forwards));
+    forwards
+        .iter()
+        .filter_map(|forward| forward.take_socket())
+        .fold(builder, TestDaemonBuilder::inherit)
 }
 
 pub async fn connect(port: u16) -> TcpStream {

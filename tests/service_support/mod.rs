@@ -7,8 +7,6 @@
 
 use std::ffi::OsString;
 use std::net::TcpListener;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
@@ -16,6 +14,7 @@ use std::time::Duration;
 use tempfile::TempDir;
 
 use crate::common::daemon::{Sandbox, lazytunnel_bin};
+use crate::common::inherit::{EXEC_WITH_LISTEN_PID, pass_listeners};
 use crate::common::log::LogFile;
 use crate::common::{TIMEOUT, send_signal, wait_for_exit, wait_for_exit_blocking, write_file};
 
@@ -77,24 +76,9 @@ impl Setup {
         names: Option<&str>,
         count: usize,
     ) -> Running {
-        // Copies far above 3.., so that no dup2 below overwrites a source it still needs.
-        let high: Vec<OwnedFd> = listeners
-            .iter()
-            .map(|listener| {
-                // SAFETY: duplicating a descriptor we own; the copy is owned by `OwnedFd`.
-                let fd = unsafe { libc::fcntl(listener.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 100) };
-                assert!(
-                    fd >= 0,
-                    "F_DUPFD failed: {}",
-                    std::io::Error::last_os_error()
-                );
-                unsafe { OwnedFd::from_raw_fd(fd) }
-            })
-            .collect();
-        let sources: Vec<libc::c_int> = high.iter().map(AsRawFd::as_raw_fd).collect();
         let mut command = Command::new("sh");
         command
-            .args(["-c", r#"LISTEN_PID=$$ exec "$0" "$@""#])
+            .args(EXEC_WITH_LISTEN_PID)
             .args(self.run_args())
             .env_clear()
             .envs(self.sandbox.vars())
@@ -106,18 +90,7 @@ impl Setup {
         if let Some(names) = names {
             command.env("LISTEN_FDNAMES", names);
         }
-        // SAFETY: only dup2, which is async-signal-safe, between fork and exec. dup2 leaves the
-        // new descriptor without close-on-exec, so it survives into the daemon.
-        unsafe {
-            command.pre_exec(move || {
-                for (i, &fd) in sources.iter().enumerate() {
-                    if libc::dup2(fd, 3 + i as libc::c_int) < 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                }
-                Ok(())
-            });
-        }
+        let high = pass_listeners(&mut command, listeners);
         let child = command.spawn().expect("could not spawn sh");
         drop(high);
         Running::new(child, &self.log)

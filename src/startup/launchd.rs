@@ -7,7 +7,7 @@
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd};
 
-use super::activation::Inherited;
+use super::InheritedSocket;
 
 /// What launchd said about one socket name.
 #[derive(Debug)]
@@ -54,7 +54,7 @@ pub unsafe fn own_fds(raw: &[libc::c_int]) -> Vec<OwnedFd> {
 pub fn collect<'a>(
     names: impl IntoIterator<Item = &'a str>,
     mut activate: impl FnMut(&str) -> io::Result<Activation>,
-) -> anyhow::Result<Vec<Inherited>> {
+) -> anyhow::Result<Vec<InheritedSocket>> {
     let mut inherited = Vec::new();
     for name in names {
         let fds = match activate(name) {
@@ -63,7 +63,7 @@ pub fn collect<'a>(
             Ok(Activation::NotManaged) => break,
             Err(e) => anyhow::bail!("launchd could not hand over socket {name:?}: {e}"),
         };
-        inherited.extend(fds.into_iter().map(|fd| Inherited {
+        inherited.extend(fds.into_iter().map(|fd| InheritedSocket {
             fd,
             name: Some(name.to_string()),
             source: "launchd",

@@ -13,6 +13,11 @@
 //!
 //! Environment changes, `fork` and adopting descriptors by number are unsound once another
 //! thread runs; they live here and nowhere else.
+//!
+//! The steps' parts: [`systemd`] and [`launchd`] hand over sockets ([`InheritedSocket`]),
+//! [`activation`] sorts them into forwards and binds the rest, [`detach`] forks into the
+//! background; [`systemd`] also reports readiness, and [`idle`] ends a socket-activated daemon
+//! that has nothing to do.
 
 use std::path::Path;
 
@@ -20,15 +25,30 @@ use anyhow::Context;
 
 use crate::config::Forward;
 use crate::control::server::{self, ControlSocket};
-use crate::service::activation::{self, Listeners};
-use crate::service::detach::{self, Ready};
-use crate::service::lock::InstanceLock;
-use crate::service::systemd;
+use crate::instance::lock::InstanceLock;
+use activation::Listeners;
+use detach::Ready;
+
+pub mod activation;
+pub mod detach;
+pub mod idle;
+pub mod launchd;
+pub mod systemd;
+
+/// A descriptor passed by a socket manager (systemd, launchd), not yet checked.
+#[derive(Debug)]
+pub struct InheritedSocket {
+    pub fd: std::os::fd::OwnedFd,
+    /// systemd's `FileDescriptorName`, or the launchd socket name.
+    pub name: Option<String>,
+    /// `"systemd"` or `"launchd"`, for logs.
+    pub source: &'static str,
+}
 
 /// Step 1 done: what the service manager passed, not yet sorted into forwards.
 #[derive(Debug)]
 pub struct Inherited {
-    taken: Vec<activation::Inherited>,
+    taken: Vec<InheritedSocket>,
 }
 
 /// Step 2 done: this is the only daemon for its control socket.

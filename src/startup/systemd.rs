@@ -5,7 +5,7 @@ use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
 use tracing::{debug, warn};
 
-use super::activation::Inherited;
+use super::InheritedSocket;
 
 /// The first passed descriptor; the others follow without gaps.
 const LISTEN_FDS_START: RawFd = 3;
@@ -70,7 +70,7 @@ pub fn parse_listen_env(
 ///
 /// Must run before any other thread exists (it changes the environment), and before this
 /// process opens any descriptor: [`crate::startup`] calls it first.
-pub(crate) fn take_listen_fds() -> anyhow::Result<Vec<Inherited>> {
+pub(crate) fn take_listen_fds() -> anyhow::Result<Vec<InheritedSocket>> {
     let var = |name| std::env::var(name).ok();
     let count = var("LISTEN_FDS");
     let parsed = parse_listen_env(
@@ -102,7 +102,7 @@ pub(crate) fn take_listen_fds() -> anyhow::Result<Vec<Inherited>> {
     let taken = parsed
         .fds
         .into_iter()
-        .map(|(fd, name)| Inherited {
+        .map(|(fd, name)| InheritedSocket {
             // SAFETY: checked open above; the service manager handed it to us and nothing
             // else in this process refers to it.
             fd: unsafe { OwnedFd::from_raw_fd(fd) },

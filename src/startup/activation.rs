@@ -10,18 +10,9 @@ use std::os::fd::{AsRawFd, OwnedFd};
 
 use tracing::{info, warn};
 
+use super::InheritedSocket;
 use crate::config::{Forward, is_loopback};
 use crate::listener;
-
-/// A descriptor passed by a socket manager, not yet checked.
-#[derive(Debug)]
-pub struct Inherited {
-    pub fd: OwnedFd,
-    /// systemd's `FileDescriptorName`, or the launchd socket name.
-    pub name: Option<String>,
-    /// `"systemd"` or `"launchd"`, for logs.
-    pub source: &'static str,
-}
 
 /// The listening sockets to serve, each with its forward; a forward may have several (launchd
 /// returns one per address a name resolves to).
@@ -94,10 +85,10 @@ fn sockopt(fd: libc::c_int, option: libc::c_int) -> io::Result<libc::c_int> {
 /// otherwise expose the forward to the network behind the config's back.
 pub fn assign(
     forwards: &[Forward],
-    inherited: Vec<Inherited>,
+    inherited: Vec<InheritedSocket>,
 ) -> anyhow::Result<Vec<(usize, TcpListener)>> {
     let mut assigned = Vec::new();
-    for Inherited { fd, name, source } in inherited {
+    for InheritedSocket { fd, name, source } in inherited {
         let raw = fd.as_raw_fd();
         let shown = name.as_deref().unwrap_or("");
         let listener = match adopt(fd) {
@@ -144,7 +135,7 @@ pub fn assign(
 /// [`crate::startup`]) or launchd where they were passed, bound here otherwise.
 pub(crate) fn open_listeners(
     forwards: &[Forward],
-    inherited: Vec<Inherited>,
+    inherited: Vec<InheritedSocket>,
 ) -> anyhow::Result<Listeners> {
     // launchd is asked only when systemd passed nothing (never, on a Mac).
     #[cfg(target_os = "macos")]
@@ -229,8 +220,8 @@ mod tests {
         assert_eq!(match_forward(&forwards, None, None), None);
     }
 
-    fn inherited(fd: impl Into<OwnedFd>, name: Option<&str>) -> Inherited {
-        Inherited {
+    fn inherited(fd: impl Into<OwnedFd>, name: Option<&str>) -> InheritedSocket {
+        InheritedSocket {
             fd: fd.into(),
             name: name.map(str::to_string),
             source: "test",

@@ -31,7 +31,7 @@ impl InstanceLock {
             .mode(0o700)
             .create(dir)
             .with_context(|| format!("cannot create directory {}", dir.display()))?;
-        crate::control::server::check_private_dir(dir)?;
+        super::check_private_dir(dir)?;
         // Never through a symlink: one planted here would make us truncate and write its target.
         let mut file = OpenOptions::new()
             .read(true)
