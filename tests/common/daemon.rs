@@ -193,6 +193,11 @@ impl TestDaemonBuilder {
                 .env("LISTEN_FDS", self.inherited.len().to_string());
             shell
         };
+        // Enter the namespace first: passing the listeners moves descriptors onto 3, 4, ...,
+        // which may be where the namespace's own descriptor is.
+        if let Some(netns) = &self.netns {
+            netns.wrap(&mut command);
+        }
         let inherited: Vec<&TcpListener> = self.inherited.iter().collect();
         let copies = pass_listeners(&mut command, &inherited);
         if let Some(limit) = self.nofile {
@@ -211,9 +216,6 @@ impl TestDaemonBuilder {
                     }
                 });
             }
-        }
-        if let Some(netns) = &self.netns {
-            netns.wrap(&mut command);
         }
         let child = command
             .args(["run", "--foreground", "--config"])
