@@ -3,7 +3,9 @@
 //!
 //! The path of an accepted socket: [`listener`] accepts it → [`session`] leases a channel on
 //! the host's session (opening it via [`client`] and [`auth`] if needed, verified by
-//! [`known_hosts`]) → [`forward`] copies bytes both ways until both sides are done.
+//! [`known_hosts`]) → [`forward`] copies bytes both ways until both sides are done. A SOCKS
+//! forward first reads the client's destination with [`socks`], and answers it once the
+//! channel is open or has failed.
 
 pub mod auth;
 pub mod check;
@@ -23,5 +25,6 @@ pub mod netwatch;
 pub mod printable;
 pub mod service;
 pub mod session;
+pub mod socks;
 pub mod ssh_config;
 pub mod startup;

@@ -22,9 +22,9 @@ mod clients;
 #[path = "../../tests/common/mod.rs"]
 mod common;
 mod delay_line;
+mod echo_process;
 mod latency;
 mod machine;
-mod echo_process;
 mod many;
 mod measure;
 mod real_servers;

@@ -6,6 +6,7 @@
 //! column of the offending value, and the value. `config/example.toml` shows every key.
 
 mod addr;
+mod dynamic;
 mod error;
 mod file;
 mod paths;
@@ -20,7 +21,9 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
+pub(crate) use addr::check_host_name;
 pub use addr::{HostSpec, Target, is_loopback, parse_local_forward};
+pub use dynamic::{ForwardTarget, parse_dynamic_forward};
 pub use error::{ConfigError, Position};
 pub use paths::expand_tilde;
 
@@ -198,7 +201,7 @@ impl fmt::Display for StrictHostKeyChecking {
     }
 }
 
-/// One local port forwarded through an SSH server, like `ssh -L`.
+/// One local port forwarded through an SSH server, like `ssh -L` (or `ssh -D` for SOCKS).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Forward {
     /// Unique, `[A-Za-z0-9._-]{1,255}`; see [`derived_name`] when not written.
@@ -206,7 +209,7 @@ pub struct Forward {
     /// Never port 0; loopback unless `allow_non_loopback`.
     pub listen: SocketAddr,
     pub host: HostSpec,
-    pub target: Target,
+    pub target: ForwardTarget,
     pub allow_non_loopback: bool,
 }
 
@@ -230,15 +233,19 @@ impl Config {
         paths::default_path_from(xdg.as_deref(), home.as_deref())
     }
 
-    /// The config of `lazytunnel run -L SPEC... DESTINATION`: built-in defaults and one
-    /// forward per `-L`, all through `destination`. Non-loopback binds are refused: only a
-    /// config file can set `allow_non_loopback`.
-    pub fn ad_hoc(local_forwards: &[String], destination: &str) -> Result<Config, ConfigError> {
-        ad_hoc_with(
-            local_forwards,
-            destination,
-            std::env::var_os("HOME").as_deref(),
-        )
+    /// The config of `lazytunnel run -L SPEC... -D SPEC... DESTINATION`: built-in defaults
+    /// and one forward per `-L`, then one SOCKS forward per `-D`, all through `destination`.
+    /// Non-loopback binds are refused: only a config file can set `allow_non_loopback`.
+    pub fn ad_hoc(
+        local_forwards: &[String],
+        dynamic_forwards: &[String],
+        destination: &str,
+    ) -> Result<Config, ConfigError> {
+        let specs = local_forwards
+            .iter()
+            .map(|s| AdHocSpec::Local(s))
+            .chain(dynamic_forwards.iter().map(|s| AdHocSpec::Dynamic(s)));
+        ad_hoc_with(specs, destination, std::env::var_os("HOME").as_deref())
     }
 
     /// The `[host.NAME]` table for `host`: NAME equal to the spec as written (`alias`) wins,
@@ -260,32 +267,75 @@ fn read_limited(path: &Path) -> Result<String, ConfigError> {
     })
 }
 
-fn ad_hoc_with(
-    local_forwards: &[String],
+/// One forward argument of an ad-hoc run.
+#[derive(Debug, Clone, Copy)]
+enum AdHocSpec<'a> {
+    /// `-L [BIND:]PORT:HOST:HOSTPORT`
+    Local(&'a str),
+    /// `-D [BIND:]PORT`
+    Dynamic(&'a str),
+}
+
+impl AdHocSpec<'_> {
+    fn parse(self) -> Result<(SocketAddr, ForwardTarget), ConfigError> {
+        match self {
+            AdHocSpec::Local(spec) => {
+                parse_local_forward(spec).map(|(listen, t)| (listen, ForwardTarget::Fixed(t)))
+            }
+            AdHocSpec::Dynamic(spec) => {
+                parse_dynamic_forward(spec).map(|listen| (listen, ForwardTarget::Socks))
+            }
+        }
+    }
+
+    fn error(self, message: String) -> ConfigError {
+        match self {
+            AdHocSpec::Local(spec) => ConfigError::LocalForward {
+                spec: spec.to_owned(),
+                message,
+            },
+            AdHocSpec::Dynamic(spec) => ConfigError::DynamicForward {
+                spec: spec.to_owned(),
+                message,
+            },
+        }
+    }
+}
+
+/// `-L "8080:db:80"`, as an error message quotes an argument.
+impl fmt::Display for AdHocSpec<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AdHocSpec::Local(spec) => write!(f, "-L {spec:?}"),
+            AdHocSpec::Dynamic(spec) => write!(f, "-D {spec:?}"),
+        }
+    }
+}
+
+fn ad_hoc_with<'a>(
+    specs: impl IntoIterator<Item = AdHocSpec<'a>>,
     destination: &str,
     home: Option<&OsStr>,
 ) -> Result<Config, ConfigError> {
+    let specs: Vec<AdHocSpec> = specs.into_iter().collect();
     let host: HostSpec = destination
         .parse()
         .map_err(|message| ConfigError::Destination {
             spec: destination.to_owned(),
             message,
         })?;
-    if local_forwards.is_empty() {
+    if specs.is_empty() {
         return Err(ConfigError::NoLocalForwards);
     }
-    let mut forwards = Vec::with_capacity(local_forwards.len());
-    for spec in local_forwards {
-        let (listen, target) = parse_local_forward(spec)?;
+    let mut forwards = Vec::with_capacity(specs.len());
+    for spec in &specs {
+        let (listen, target) = spec.parse()?;
         if !is_loopback(&listen) {
-            return Err(ConfigError::LocalForward {
-                spec: spec.clone(),
-                message: format!(
-                    "{listen} is not a loopback address: listening there would expose the \
-                     tunnel to the network; to allow that, use a config file and set \
-                     `allow_non_loopback = true` on the forward"
-                ),
-            });
+            return Err(spec.error(format!(
+                "{listen} is not a loopback address: listening there would expose the \
+                 tunnel to the network; to allow that, use a config file and set \
+                 `allow_non_loopback = true` on the forward"
+            )));
         }
         forwards.push(Forward {
             name: derived_name(&listen),
@@ -296,15 +346,13 @@ fn ad_hoc_with(
         });
     }
     if let Some((first, second, clash)) = find_clash(&forwards) {
-        let arg = |i: usize| local_forwards.get(i).cloned().unwrap_or_default();
         let what = match clash {
             Clash::Listen => "listen address",
             Clash::Name => "name",
         };
-        return Err(ConfigError::LocalForward {
-            spec: arg(second),
-            message: format!("its {what} clashes with -L {:?}", arg(first)),
-        });
+        if let (Some(first), Some(second)) = (specs.get(first), specs.get(second)) {
+            return Err(second.error(format!("its {what} clashes with {first}")));
+        }
     }
     Ok(Config {
         ssh_config: paths::expand_tilde_with(DEFAULT_SSH_CONFIG, home)?,
