@@ -114,7 +114,11 @@ enum UninstallManager {
 }
 
 #[derive(Args)]
-#[group(id = "forwards", multiple = true, args = ["local_forwards", "dynamic_forwards"])]
+#[command(group(
+    clap::ArgGroup::new("forwards")
+        .multiple(true)
+        .args(["local_forwards", "dynamic_forwards"])
+))]
 struct RunArgs {
     /// Stay in the foreground and log to stderr (else detach and log to
     /// $XDG_STATE_HOME/lazytunnel/lazytunnel.log).
