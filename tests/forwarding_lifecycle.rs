@@ -17,7 +17,7 @@ use common::{
 };
 use forwarding_support::{
     Forward, PROMPTLY, assert_reset, assert_same_bytes, config_text, connect, connect_and_drain,
-    drain, echo_once, round_trip, start_daemon,
+    drain, echo_once, round_trip, socks5_connect, start_daemon,
 };
 use lazytunnel::daemon::DRAIN_PERIOD;
 use tokio::io::AsyncReadExt;
@@ -289,6 +289,29 @@ async fn ad_hoc_run_forwards_through_a_host_alias_of_the_users_ssh_config() {
         status.is_some_and(|s| s.success()),
         "exit after SIGTERM: {status:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ad_hoc_run_serves_dash_l_and_dash_d_forwards_together() {
+    let sshd = TestSshd::start();
+    let echo = DataServer::echo().await;
+    let (local, socks) = (free_port(), free_port());
+    let spec = format!("127.0.0.1:{local}:{}", echo.addr());
+    let socks_spec = format!("localhost:{socks}");
+    let args = ["-D", &socks_spec, "-L", &spec, "test"];
+    let daemon = AdHocDaemon::start(&sshd.render(SSH_CONFIG_TEMPLATE), &args);
+    daemon
+        .log
+        .wait_for_count("daemon", "listening", 2, TIMEOUT)
+        .await;
+    assert_eq!(sshd.established_connections(), 0);
+
+    let mut through_socks = socks5_connect(socks, echo.addr()).await;
+    echo_once(&mut through_socks, b"through -D").await;
+    let mut through_local = connect(local).await;
+    echo_once(&mut through_local, b"through -L").await;
+
+    assert_eq!(sshd.established_connections(), 1);
 }
 
 /// `lazytunnel run --foreground ARGS` with no config file, its `HOME` a temp dir whose

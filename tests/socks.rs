@@ -15,9 +15,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{
-    TIMEOUT, TestDaemon, TestSshd, deterministic_bytes, free_port, path_str, prerequisite_missing,
+    DataServer, Mode, TIMEOUT, TestDaemon, TestSshd, deterministic_bytes, free_port, path_str,
+    prerequisite_missing,
 };
-use forwarding_support::{PROMPTLY, assert_same_bytes, read_to_end};
+use forwarding_support::{
+    PROMPTLY, assert_reset, assert_same_bytes, drain, echo_once, read_to_end, round_trip,
+    socks5_connect,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -313,4 +317,43 @@ async fn a_silent_client_is_dropped_after_the_handshake_timeout() {
         .wait_for_log("no SOCKS request within 10s", PROMPTLY)
         .await;
     assert_eq!(sshd.established_connections(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socks_connection_carries_half_close_and_is_reset_when_its_session_dies() {
+    let sshd = TestSshd::start();
+    let echo = DataServer::echo().await;
+    let download = DataServer::start(Mode::Download {
+        seed: 3,
+        len: u64::MAX,
+    })
+    .await;
+    let port = free_port();
+    let daemon = start_socks_daemon(&sshd, port).await;
+
+    // The client half-closes after its last byte; the echo then ends its side after echoing
+    // everything: both EOFs travel through the proxy.
+    let data = deterministic_bytes(9, 3 << 20);
+    let (echoed, ended) = round_trip(socks5_connect(port, echo.addr()).await, data.clone()).await;
+    ended.expect("a clean EOF after the echo");
+    assert_same_bytes(&echoed, &data, "echo through SOCKS");
+
+    let mut endless = socks5_connect(port, download.addr()).await;
+    let mut first = [0; 4096];
+    endless.read_exact(&mut first).await.unwrap();
+    assert!(
+        !sshd.kill_session_processes().is_empty(),
+        "no session to kill"
+    );
+    let (_, ended) = tokio::time::timeout(TIMEOUT, drain(&mut endless))
+        .await
+        .expect("the download neither ended nor was reset within TIMEOUT");
+    assert_reset(ended, "download through a killed session");
+
+    // The next request opens a new session.
+    daemon.wait_for_log("session down", TIMEOUT).await;
+    let mut client = socks5_connect(port, echo.addr()).await;
+    echo_once(&mut client, b"after the session died").await;
+    let host = daemon.sole_host_status();
+    assert_eq!(host["sessions_opened"], 2, "{host}");
 }
