@@ -142,7 +142,8 @@ pub(super) fn parse(
         return Err(ConfigError::in_file(
             origin,
             "no forwards configured: add a [[forward]] table with `listen`, `host` and \
-             `target`, e.g. listen = \"4445\", host = \"srv11\", target = \"localhost:445\""
+             `target`, e.g. listen = \"4445\", host = \"srv11\", target = \"localhost:445\" \
+             (or `socks = true` instead of `target` for a SOCKS proxy)"
                 .into(),
         ));
     }
