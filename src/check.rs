@@ -134,6 +134,13 @@ pub fn render(config: &Config, hosts: &[HostConfig]) -> String {
             "  {}: {} -> {} -> {}",
             forward.name, forward.listen, forward.host, forward.target
         );
+        if forward.target.is_socks() {
+            let _ = writeln!(
+                out,
+                "    SOCKS4/4a/5 proxy: each client names its destination, which {} resolves",
+                forward.host
+            );
+        }
     }
     out
 }

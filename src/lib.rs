@@ -4,7 +4,8 @@
 //! The path of an accepted socket: [`listener`] accepts it → [`session`] leases a channel on
 //! the host's session (opening it via [`client`] and [`auth`] if needed, verified by
 //! [`known_hosts`]; through a jump host over a `session::jump` hop) → [`forward`] copies bytes
-//! both ways until both sides are done.
+//! both ways until both sides are done. A SOCKS forward first reads the client's destination
+//! with [`socks`], and answers it once the channel is open or has failed.
 //!
 //! Around it: [`config`] and [`ssh_config`] say what to forward and how to reach each host;
 //! [`startup`] brings the process up (inherited or bound listeners, the [`instance`] lock,
@@ -29,5 +30,6 @@ pub mod memory;
 pub mod netwatch;
 pub mod printable;
 pub mod session;
+pub mod socks;
 pub mod ssh_config;
 pub mod startup;

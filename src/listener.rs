@@ -1,21 +1,24 @@
 //! Local listeners: binding each forward's address, and the accept loop that hands every
 //! accepted socket to its own connection task, counting what each forward carries.
 
+use std::borrow::Cow;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
-use crate::config::{Forward, Limits};
+use crate::config::{Forward, ForwardTarget, Limits};
 use crate::forward::{self, ForwardError, Traffic};
-use crate::session::SessionManager;
+use crate::session::{OpenError, SessionManager};
+use crate::socks::{self, Failure, Request};
 
 /// A forward with its bound listening socket.
 pub struct BoundForward {
@@ -194,7 +197,7 @@ pub async fn accept_loop(
 }
 
 async fn handle_connection(
-    stream: TcpStream,
+    mut stream: TcpStream,
     peer: SocketAddr,
     forward: &Forward,
     ctx: &ConnectionContext,
@@ -202,8 +205,18 @@ async fn handle_connection(
 ) {
     let _ = stream.set_nodelay(true);
     debug!(target = %forward.target, "accepted");
+    // A SOCKS client names its destination first, and hears back how the channel open went.
+    let (target, request) = match &forward.target {
+        ForwardTarget::Fixed(target) => (Cow::Borrowed(target), None),
+        ForwardTarget::Socks => {
+            let Some(request) = socks_request(&mut stream, ctx).await else {
+                return;
+            };
+            (Cow::Owned(request.target.clone()), Some(request))
+        }
+    };
     let opened = tokio::select! {
-        lease = ctx.sessions.open_channel(&forward.host, &forward.target, peer) => lease,
+        lease = ctx.sessions.open_channel(&forward.host, &target, peer) => lease,
         () = ctx.cut_connections.cancelled() => {
             forward::reset(&stream);
             return;
@@ -211,16 +224,16 @@ async fn handle_connection(
     };
     let lease = match opened {
         Ok(lease) => lease,
-        Err(e) => {
-            warn!(
-                "connection refused: {}",
-                crate::printable::printable(&e.to_string())
-            );
-            stats.record_error(e.to_string());
-            forward::reset(&stream);
-            return;
-        }
+        Err(e) => return refuse(stream, request, &e, stats).await,
     };
+    if let Some(request) = &request
+        && let Err(e) = request.grant(&mut stream).await
+    {
+        debug!("reset: local client: {e}");
+        // A dropped channel would stay open on the server.
+        let _ = lease.channel.close().await;
+        return;
+    }
     let dead = lease.session.dead().clone();
     let cut = async {
         tokio::select! {
@@ -236,6 +249,61 @@ async fn handle_connection(
             info!("reset: {}", crate::printable::printable(&e.to_string()));
             stats.record_error(e.to_string());
         }
+    }
+}
+
+/// Reads a SOCKS client's request; `None` once the client has been answered (if the protocol
+/// has an answer) and should be closed, or the daemon is cutting connections.
+async fn socks_request(stream: &mut TcpStream, ctx: &ConnectionContext) -> Option<Request> {
+    let accepted = tokio::select! {
+        accepted = socks::accept(stream) => accepted,
+        () = ctx.cut_connections.cancelled() => {
+            forward::reset(stream);
+            return None;
+        }
+    };
+    match accepted {
+        Ok(request) => {
+            debug!(destination = %request.target, version = %request.version, "socks request");
+            Some(request)
+        }
+        Err(e) => {
+            // The client's own doing: logged, not kept as the forward's last error.
+            info!(
+                "socks handshake failed: {}",
+                crate::printable::printable(&e.to_string())
+            );
+            None
+        }
+    }
+}
+
+/// Ends a connection whose channel could not be opened: a SOCKS client is told why, then
+/// closed (FIN, so that it reads the reply); any other client is reset.
+async fn refuse(
+    mut stream: TcpStream,
+    request: Option<Request>,
+    error: &OpenError,
+    stats: &ForwardStats,
+) {
+    let message = crate::printable::printable(&error.to_string()).into_owned();
+    match &request {
+        // A destination a SOCKS client chose refused it: that client's business.
+        Some(_) if matches!(error, OpenError::Refused { .. }) => {
+            info!("connection refused: {message}");
+        }
+        _ => {
+            warn!("connection refused: {message}");
+            stats.record_error(error.to_string());
+        }
+    }
+    match request {
+        Some(request) => {
+            let failure = Failure::of(error);
+            let _ = request.refuse(&mut stream, failure).await;
+            let _ = stream.shutdown().await;
+        }
+        None => forward::reset(&stream),
     }
 }
 

@@ -115,13 +115,18 @@ enum UninstallManager {
 }
 
 #[derive(Args)]
+#[command(group(
+    clap::ArgGroup::new("forwards")
+        .multiple(true)
+        .args(["local_forwards", "dynamic_forwards"])
+))]
 struct RunArgs {
     /// Stay in the foreground and log to stderr (else detach and log to
     /// $XDG_STATE_HOME/lazytunnel/lazytunnel.log).
     #[arg(long)]
     foreground: bool,
     /// Configuration file [default: $XDG_CONFIG_HOME/lazytunnel/config.toml].
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["local_forwards", "destination"])]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["forwards", "destination"])]
     config: Option<PathBuf>,
     /// Ad hoc forward in OpenSSH syntax, instead of a config file.
     #[arg(
@@ -130,11 +135,14 @@ struct RunArgs {
         requires = "destination"
     )]
     local_forwards: Vec<String>,
+    /// Ad hoc SOCKS4/5 proxy in OpenSSH syntax (like ssh -D), instead of a config file.
+    #[arg(short = 'D', value_name = "[BIND:]PORT", requires = "destination")]
+    dynamic_forwards: Vec<String>,
     /// The control socket, instead of the config's `control_socket`.
     #[arg(long, value_name = "PATH")]
     control_socket: Option<PathBuf>,
-    /// Host for the -L forwards: an ssh_config alias or [user@]host[:port].
-    #[arg(requires = "local_forwards")]
+    /// Host for the -L and -D forwards: an ssh_config alias or [user@]host[:port].
+    #[arg(requires = "forwards")]
     destination: Option<String>,
     /// More log output (-v debug, -vv trace). RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, conflicts_with = "quiet")]
@@ -261,7 +269,9 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     init_logging(args.verbose, args.quiet, args.foreground);
     let inherited = startup::begin()?;
     let mut config = match &args.destination {
-        Some(destination) => Config::ad_hoc(&args.local_forwards, destination)?,
+        Some(destination) => {
+            Config::ad_hoc(&args.local_forwards, &args.dynamic_forwards, destination)?
+        }
         None => load_config(args.config)?,
     };
     if let Some(path) = &args.control_socket {

@@ -230,6 +230,11 @@ fn example_config_checks_with_an_empty_home() {
     assert_has_line(&srv11, "  strict host key checking: accept-new");
     let forwards = section(&out, "forwards");
     assert_has_line(&forwards, "  smb: 127.0.0.1:4445 -> srv11 -> localhost:445");
+    assert_has_line(&forwards, "  office: 127.0.0.1:1080 -> srv11 -> socks");
+    assert_has_line(
+        &forwards,
+        "    SOCKS4/4a/5 proxy: each client names its destination, which srv11 resolves",
+    );
 }
 
 /// A config file and the ssh_config it names, side by side in a temp dir.

@@ -5,7 +5,7 @@
 mod common;
 mod forwarding_support;
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -18,7 +18,7 @@ use common::{
 };
 use forwarding_support::{
     Forward, PROMPTLY, assert_reset, assert_same_bytes, config_text, connect, connect_and_drain,
-    drain, echo_once, round_trip, start_daemon,
+    drain, echo_once, round_trip, socks5_connect, start_daemon,
 };
 use lazytunnel::daemon::DRAIN_PERIOD;
 use tokio::io::AsyncReadExt;
@@ -173,7 +173,7 @@ async fn refused_target_resets_its_client_promptly_and_spares_the_other_channels
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listen_address_in_use_makes_the_daemon_exit_non_zero_naming_address_and_error() {
     let sshd = TestSshd::start();
-    let taken = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind port 0");
+    let taken = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind port 0");
     let addr = taken.local_addr().expect("local address");
     let forward = Forward::on_port(
         addr.port(),
@@ -277,7 +277,7 @@ async fn ad_hoc_run_forwards_through_a_host_alias_of_the_users_ssh_config() {
     let mut daemon = AdHocDaemon::start(
         &sshd.render(SSH_CONFIG_TEMPLATE),
         &["-L", &spec, "test"],
-        listener,
+        &[listener],
     );
     daemon
         .log
@@ -298,8 +298,33 @@ async fn ad_hoc_run_forwards_through_a_host_alias_of_the_users_ssh_config() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ad_hoc_run_serves_dash_l_and_dash_d_forwards_together() {
+    let sshd = TestSshd::start();
+    let echo = DataServer::echo().await;
+    let listeners = [bind_loopback(), bind_loopback()];
+    let (local, socks) = (port_of(&listeners[0]), port_of(&listeners[1]));
+    let spec = format!("127.0.0.1:{local}:{}", echo.addr());
+    let socks_spec = format!("127.0.0.1:{socks}");
+    let args = ["-D", &socks_spec, "-L", &spec, "test"];
+    let daemon = AdHocDaemon::start(&sshd.render(SSH_CONFIG_TEMPLATE), &args, &listeners);
+    drop(listeners);
+    daemon
+        .log
+        .wait_for_count("daemon", "listening", 2, TIMEOUT)
+        .await;
+    assert_eq!(sshd.established_connections(), 0);
+
+    let mut through_socks = socks5_connect(socks, echo.addr()).await;
+    echo_once(&mut through_socks, b"through -D").await;
+    let mut through_local = connect(local).await;
+    echo_once(&mut through_local, b"through -L").await;
+
+    assert_eq!(sshd.established_connections(), 1);
+}
+
 /// `lazytunnel run --foreground ARGS` with no config file, its `HOME` a temp dir whose
-/// `~/.ssh/config` holds the given text, inheriting `listener` for its `-L`. (TestDaemon always
+/// `~/.ssh/config` holds the given text, inheriting `listeners` for its `-L` and `-D`. (TestDaemon always
 /// passes `--config`, which `-L` excludes.) SIGTERMed, then SIGKILLed, on drop.
 struct AdHocDaemon {
     child: Child,
@@ -308,7 +333,7 @@ struct AdHocDaemon {
 }
 
 impl AdHocDaemon {
-    fn start(ssh_config: &str, args: &[&str], listener: std::net::TcpListener) -> AdHocDaemon {
+    fn start(ssh_config: &str, args: &[&str], listeners: &[TcpListener]) -> AdHocDaemon {
         let dir = tempfile::Builder::new()
             .prefix("lazytunnel-adhoc-")
             .tempdir()
@@ -319,11 +344,12 @@ impl AdHocDaemon {
         let log = LogFile::new(dir.path().join("daemon.log"));
         let bin = common::daemon::lazytunnel_bin().expect("the lazytunnel binary");
         let mut command = Command::new("sh");
-        let copies = pass_listeners(&mut command, &[&listener]);
+        let passed: Vec<&TcpListener> = listeners.iter().collect();
+        let copies = pass_listeners(&mut command, &passed);
         let child = command
             .args(EXEC_WITH_LISTEN_PID)
             .arg(&bin)
-            .env("LISTEN_FDS", "1")
+            .env("LISTEN_FDS", listeners.len().to_string())
             .args(["run", "--foreground"])
             .args(args)
             .env("HOME", &home)
@@ -338,7 +364,7 @@ impl AdHocDaemon {
             .stderr(log.stdio())
             .spawn()
             .unwrap_or_else(|err| panic!("could not run {}: {err}", bin.display()));
-        drop((copies, listener));
+        drop(copies);
         AdHocDaemon {
             child,
             log,

@@ -14,10 +14,12 @@ use common::daemon::lazytunnel_bin;
 use common::{path_str, write_file};
 use service_support::Setup;
 
-/// Two forwards, one IPv6, in a directory whose name needs escaping in XML and quoting in units.
+/// Three forwards, one IPv6, one SOCKS (a TCP listener like the others), in a directory whose
+/// name needs escaping in XML and quoting in units.
 const CONFIG: &str = "ssh_config = \"/dev/null\"\nexit_when_idle = \"10m\"\n\
     [[forward]]\nname = \"smb\"\nlisten = \"127.0.0.1:4445\"\nhost = \"srv\"\ntarget = \"localhost:445\"\n\
-    [[forward]]\nlisten = \"[::1]:5432\"\nhost = \"srv\"\ntarget = \"db:5432\"\n";
+    [[forward]]\nlisten = \"[::1]:5432\"\nhost = \"srv\"\ntarget = \"db:5432\"\n\
+    [[forward]]\nname = \"proxy\"\nlisten = \"1080\"\nhost = \"srv\"\nsocks = true\n";
 
 /// A setup whose config sits in a directory named `a b&c<d>%h$x`.
 fn setup() -> (Setup, std::path::PathBuf) {
@@ -165,6 +167,10 @@ fn launchd_socket_activated_plist_has_a_socket_per_forward_named_after_it() {
         ("--1_5432.SockServiceName", "5432"),
         ("--1_5432.SockFamily", "IPv6"),
         ("--1_5432.SockType", "stream"),
+        ("proxy.SockNodeName", "127.0.0.1"),
+        ("proxy.SockServiceName", "1080"),
+        ("proxy.SockFamily", "IPv4"),
+        ("proxy.SockType", "stream"),
     ]);
     assert_eq!(sockets, expected);
 }
@@ -240,7 +246,7 @@ fn systemd_socket_activated_units_list_every_forward_and_pass_verification() {
     );
     assert_eq!(
         keys(socket, "ListenStream"),
-        ["127.0.0.1:4445", "[::1]:5432"]
+        ["127.0.0.1:4445", "[::1]:5432", "127.0.0.1:1080"]
     );
     assert_eq!(keys(socket, "WantedBy"), ["sockets.target"]);
     assert_eq!(

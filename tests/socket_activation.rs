@@ -12,7 +12,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{DataServer, TIMEOUT, TestSshd, bind_loopback, holds_throughout, port_of};
-use forwarding_support::{Forward, config_text, connect, daemon_builder, echo_once, round_trip};
+use forwarding_support::{
+    Forward, config_text, connect, daemon_builder, echo_once, round_trip, socks5_connect,
+};
 use service_support::{Running, Setup, refused};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -93,6 +95,55 @@ async fn systemd_socket_activate_starts_it_on_the_first_connection_and_it_exits_
         .find("session closed after idle timeout")
         .unwrap_or_else(|| panic!("the session was not closed for idleness: {log}"));
     assert!(session_closed < exiting, "exited with a session up: {log}");
+    assert_eq!(sshd.wait_for_connections(0, TIMEOUT).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socks_forward_is_socket_activated_like_any_other_and_exits_when_idle() {
+    let sshd = TestSshd::start();
+    let echo = DataServer::echo().await;
+    // Chosen free, then bound by systemd-socket-activate (see the test above).
+    let port = port_of(&bind_loopback());
+    let setup = Setup::new(&format!(
+        "ssh_config = {:?}\n{IDLE_SETTINGS}\n[[forward]]\nname = \"proxy\"\n\
+         listen = \"127.0.0.1:{port}\"\nhost = \"test\"\nsocks = true\n",
+        common::path_str(&sshd.ssh_config_path())
+    ));
+    let mut command = Command::new("systemd-socket-activate");
+    command
+        .arg(format!("--listen=127.0.0.1:{port}"))
+        .arg("--fdname=proxy");
+    for (key, value) in setup.sandbox.vars() {
+        let mut setenv = std::ffi::OsString::from("--setenv=");
+        setenv.push(key);
+        setenv.push("=");
+        setenv.push(value);
+        command.arg(setenv);
+    }
+    let child = command
+        .args(setup.run_args())
+        .stdin(Stdio::null())
+        .stdout(setup.log.stdio())
+        .stderr(setup.log.stdio())
+        .spawn()
+        .expect("systemd-socket-activate (Debian package systemd) must be installed");
+    let mut daemon = Running::new(child, &setup.log);
+    setup
+        .log
+        .wait_for_count("activator", "Listening on", 1, TIMEOUT)
+        .await;
+
+    let mut client = socks5_connect(port, echo.addr()).await;
+    echo_once(&mut client, b"through an inherited SOCKS socket").await;
+    setup
+        .log
+        .wait_for_count("daemon", "inherited socket", 1, TIMEOUT)
+        .await;
+    drop(client);
+
+    let status = daemon.wait_for_exit(TIMEOUT).await;
+    assert!(status.success(), "exit status {status}");
+    assert!(setup.log.contents().contains("forward=proxy"));
     assert_eq!(sshd.wait_for_connections(0, TIMEOUT).await, 0);
 }
 

@@ -128,17 +128,7 @@ fn local_forward(spec: &str) -> Result<(SocketAddr, Target), String> {
         [bind, port, host, host_port] => (Some(*bind), port, host, host_port),
         _ => return Err("expected [BIND:]PORT:HOST:HOSTPORT".into()),
     };
-    let ip = match bind {
-        None | Some("localhost") => LOCALHOST,
-        Some("" | "*") => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-        Some(bind) => match bind.strip_prefix('[').and_then(|b| b.strip_suffix(']')) {
-            Some(v6) => IpAddr::V6(parse_v6(v6)?),
-            None => bind.parse::<Ipv4Addr>().map(IpAddr::V4).map_err(|_| {
-                format!("bind address {bind:?} is not an IP address, `localhost` or `*`")
-            })?,
-        },
-    };
-    let listen = SocketAddr::new(ip, parse_port(port)?);
+    let listen = SocketAddr::new(parse_bind(bind)?, parse_port(port)?);
     let host = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
         Some(v6) => parse_v6(v6)?.to_string(),
         None => check_host_name(host)?,
@@ -150,8 +140,23 @@ fn local_forward(spec: &str) -> Result<(SocketAddr, Target), String> {
     Ok((listen, target))
 }
 
+/// The BIND of `-L`/`-D`, as OpenSSH reads it: none or `localhost` is 127.0.0.1, `*` or empty
+/// is 0.0.0.0, an IPv6 address goes in brackets.
+pub(super) fn parse_bind(bind: Option<&str>) -> Result<IpAddr, String> {
+    Ok(match bind {
+        None | Some("localhost") => LOCALHOST,
+        Some("" | "*") => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        Some(bind) => match bind.strip_prefix('[').and_then(|b| b.strip_suffix(']')) {
+            Some(v6) => IpAddr::V6(parse_v6(v6)?),
+            None => bind.parse::<Ipv4Addr>().map(IpAddr::V4).map_err(|_| {
+                format!("bind address {bind:?} is not an IP address, `localhost` or `*`")
+            })?,
+        },
+    })
+}
+
 /// Splits on `:` outside `[...]`, keeping the brackets in the fields.
-fn split_fields(s: &str) -> Result<Vec<&str>, String> {
+pub(super) fn split_fields(s: &str) -> Result<Vec<&str>, String> {
     let mut fields = Vec::new();
     let mut start = 0;
     let mut in_brackets = false;
@@ -205,7 +210,7 @@ fn parse_v6(s: &str) -> Result<Ipv6Addr, String> {
 }
 
 /// Parses a decimal port in 1..=65535 (no sign, no spaces).
-fn parse_port(s: &str) -> Result<u16, String> {
+pub(super) fn parse_port(s: &str) -> Result<u16, String> {
     if s.is_empty() {
         return Err("missing port".into());
     }

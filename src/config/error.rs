@@ -24,8 +24,12 @@ pub enum ConfigError {
     #[error("invalid -L {spec:?}: {message}")]
     LocalForward { spec: String, message: String },
 
-    /// An ad-hoc run was given no `-L` argument.
-    #[error("no forwards given: add at least one -L [BIND:]PORT:HOST:HOSTPORT")]
+    /// A `-D` argument of an ad-hoc run is malformed or not allowed.
+    #[error("invalid -D {spec:?}: {message}")]
+    DynamicForward { spec: String, message: String },
+
+    /// An ad-hoc run was given no `-L` or `-D` argument.
+    #[error("no forwards given: add at least one -L [BIND:]PORT:HOST:HOSTPORT or -D [BIND:]PORT")]
     NoLocalForwards,
 
     /// The destination of an ad-hoc run is not `[user@]host[:port]`.

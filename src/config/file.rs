@@ -17,8 +17,8 @@ use super::addr::{self, parse_listen};
 use super::error::Position;
 use super::paths::{expand_tilde_with, resolve};
 use super::{
-    Clash, Config, ConfigError, DEFAULT_SSH_CONFIG, Defaults, Forward, HostOverride, HostSpec,
-    Limits, StrictHostKeyChecking, Target, WindowSize, check_name, check_timer, derived_name,
+    Clash, Config, ConfigError, DEFAULT_SSH_CONFIG, Defaults, Forward, ForwardTarget, HostOverride,
+    HostSpec, Limits, StrictHostKeyChecking, WindowSize, check_name, check_timer, derived_name,
     find_clash, is_loopback, parse_buffer_size, parse_duration,
 };
 
@@ -69,7 +69,9 @@ struct RawForward {
     name: Option<Spanned<String>>,
     listen: Spanned<String>,
     host: Spanned<String>,
-    target: Spanned<String>,
+    /// Exactly one of `target` and `socks = true`.
+    target: Option<Spanned<String>>,
+    socks: Option<Spanned<bool>>,
     #[serde(default)]
     allow_non_loopback: bool,
 }
@@ -140,7 +142,8 @@ pub(super) fn parse(
         return Err(ConfigError::in_file(
             origin,
             "no forwards configured: add a [[forward]] table with `listen`, `host` and \
-             `target`, e.g. listen = \"4445\", host = \"srv11\", target = \"localhost:445\""
+             `target`, e.g. listen = \"4445\", host = \"srv11\", target = \"localhost:445\" \
+             (or `socks = true` instead of `target` for a SOCKS proxy)"
                 .into(),
         ));
     }
@@ -363,11 +366,7 @@ impl Cx<'_> {
                 format!("expected [user@]host[:port]: {p}"),
             )
         })?;
-        let target: Target = raw
-            .target
-            .get_ref()
-            .parse()
-            .map_err(|p| self.bad("target", &raw.target, p))?;
+        let target = self.target(raw)?;
         let (name, name_value, name_derived) = match &raw.name {
             Some(name) => {
                 check_name(name.get_ref()).map_err(|p| self.bad("name", name, p))?;
@@ -387,6 +386,31 @@ impl Cx<'_> {
             name_derived,
             listen_value: raw.listen.clone(),
         })
+    }
+
+    /// `target = "HOST:PORT"` or `socks = true`, never both, never neither.
+    fn target(&self, raw: &RawForward) -> Result<ForwardTarget, ConfigError> {
+        let socks = raw.socks.as_ref().filter(|s| *s.get_ref());
+        match (&raw.target, socks) {
+            (Some(target), None) => target
+                .get_ref()
+                .parse()
+                .map(ForwardTarget::Fixed)
+                .map_err(|p| self.bad("target", target, p)),
+            (None, Some(_)) => Ok(ForwardTarget::Socks),
+            (Some(target), Some(_)) => Err(self.bad(
+                "target",
+                target,
+                "a forward has either `target` (one fixed destination) or `socks = true` \
+                 (each client names its destination); remove one of them",
+            )),
+            (None, None) => Err(self.bad(
+                "listen",
+                &raw.listen,
+                "this [[forward]] needs `target = \"HOST:PORT\"`, or `socks = true` for a \
+                 SOCKS proxy (like ssh -D)",
+            )),
+        }
     }
 
     /// Names both forwards; points at the later one.

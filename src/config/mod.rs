@@ -5,7 +5,9 @@
 //! Parsing ([`Config::from_str`]) reads no file and is unit-tested over text; every validation error names the file, the line and
 //! column of the offending value, and the value. `config/example.toml` shows every key.
 
+mod ad_hoc;
 mod addr;
+mod dynamic;
 mod error;
 mod file;
 mod paths;
@@ -13,14 +15,16 @@ mod paths;
 mod tests;
 
 use std::collections::{BTreeMap, HashMap};
-use std::ffi::OsStr;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
+use ad_hoc::{AdHocSpec, ad_hoc_with};
+pub(crate) use addr::check_host_name;
 pub use addr::{HostSpec, Target, is_loopback, parse_local_forward};
+pub use dynamic::{ForwardTarget, parse_dynamic_forward};
 pub use error::{ConfigError, Position};
 pub use paths::expand_tilde;
 
@@ -198,7 +202,7 @@ impl fmt::Display for StrictHostKeyChecking {
     }
 }
 
-/// One local port forwarded through an SSH server, like `ssh -L`.
+/// One local port forwarded through an SSH server, like `ssh -L` (or `ssh -D` for SOCKS).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Forward {
     /// Unique, `[A-Za-z0-9._-]{1,255}`; see [`derived_name`] when not written.
@@ -206,7 +210,7 @@ pub struct Forward {
     /// Never port 0; loopback unless `allow_non_loopback`.
     pub listen: SocketAddr,
     pub host: HostSpec,
-    pub target: Target,
+    pub target: ForwardTarget,
     pub allow_non_loopback: bool,
 }
 
@@ -230,15 +234,19 @@ impl Config {
         paths::default_path_from(xdg.as_deref(), home.as_deref())
     }
 
-    /// The config of `lazytunnel run -L SPEC... DESTINATION`: built-in defaults and one
-    /// forward per `-L`, all through `destination`. Non-loopback binds are refused: only a
-    /// config file can set `allow_non_loopback`.
-    pub fn ad_hoc(local_forwards: &[String], destination: &str) -> Result<Config, ConfigError> {
-        ad_hoc_with(
-            local_forwards,
-            destination,
-            std::env::var_os("HOME").as_deref(),
-        )
+    /// The config of `lazytunnel run -L SPEC... -D SPEC... DESTINATION`: built-in defaults
+    /// and one forward per `-L`, then one SOCKS forward per `-D`, all through `destination`.
+    /// Non-loopback binds are refused: only a config file can set `allow_non_loopback`.
+    pub fn ad_hoc(
+        local_forwards: &[String],
+        dynamic_forwards: &[String],
+        destination: &str,
+    ) -> Result<Config, ConfigError> {
+        let specs = local_forwards
+            .iter()
+            .map(|s| AdHocSpec::Local(s))
+            .chain(dynamic_forwards.iter().map(|s| AdHocSpec::Dynamic(s)));
+        ad_hoc_with(specs, destination, std::env::var_os("HOME").as_deref())
     }
 
     /// The `[host.NAME]` table for `host`: NAME equal to the spec as written (`alias`) wins,
@@ -257,64 +265,6 @@ fn read_limited(path: &Path) -> Result<String, ConfigError> {
     crate::files::read_private_string(path, MAX_CONFIG_BYTES).map_err(|error| ConfigError::Read {
         path: path.to_path_buf(),
         error,
-    })
-}
-
-fn ad_hoc_with(
-    local_forwards: &[String],
-    destination: &str,
-    home: Option<&OsStr>,
-) -> Result<Config, ConfigError> {
-    let host: HostSpec = destination
-        .parse()
-        .map_err(|message| ConfigError::Destination {
-            spec: destination.to_owned(),
-            message,
-        })?;
-    if local_forwards.is_empty() {
-        return Err(ConfigError::NoLocalForwards);
-    }
-    let mut forwards = Vec::with_capacity(local_forwards.len());
-    for spec in local_forwards {
-        let (listen, target) = parse_local_forward(spec)?;
-        if !is_loopback(&listen) {
-            return Err(ConfigError::LocalForward {
-                spec: spec.clone(),
-                message: format!(
-                    "{listen} is not a loopback address: listening there would expose the \
-                     tunnel to the network; to allow that, use a config file and set \
-                     `allow_non_loopback = true` on the forward"
-                ),
-            });
-        }
-        forwards.push(Forward {
-            name: derived_name(&listen),
-            listen,
-            host: host.clone(),
-            target,
-            allow_non_loopback: false,
-        });
-    }
-    if let Some((first, second, clash)) = find_clash(&forwards) {
-        let arg = |i: usize| local_forwards.get(i).cloned().unwrap_or_default();
-        let what = match clash {
-            Clash::Listen => "listen address",
-            Clash::Name => "name",
-        };
-        return Err(ConfigError::LocalForward {
-            spec: arg(second),
-            message: format!("its {what} clashes with -L {:?}", arg(first)),
-        });
-    }
-    Ok(Config {
-        ssh_config: paths::expand_tilde_with(DEFAULT_SSH_CONFIG, home)?,
-        control_socket: None,
-        defaults: Defaults::default(),
-        limits: Limits::default(),
-        exit_when_idle: None,
-        hosts: BTreeMap::new(),
-        forwards,
-        source: None,
     })
 }
 

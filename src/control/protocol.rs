@@ -110,7 +110,11 @@ pub struct Forward {
     /// The addresses listened on (several for some inherited sockets).
     pub listen: Vec<String>,
     pub host: String,
+    /// `host:port`, or `socks` for a SOCKS forward (each client names its destination).
     pub target: String,
+    /// Whether this is a SOCKS forward (`socks = true`, `run -D`).
+    #[serde(default)]
+    pub socks: bool,
     pub connections_open: u64,
     pub connections_total: u64,
     pub bytes_up: u64,

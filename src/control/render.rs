@@ -171,6 +171,7 @@ mod tests {
                 listen: vec!["127.0.0.1:4445".into()],
                 host: "srv11".into(),
                 target: "localhost:445".into(),
+                socks: false,
                 connections_open: 0,
                 connections_total: 3,
                 bytes_up: 0,

@@ -132,6 +132,7 @@ impl Forwards {
                     listen: r.listen.iter().map(|a| a.to_string()).collect(),
                     host: r.forward.host.to_string(),
                     target: r.forward.target.to_string(),
+                    socks: r.forward.target.is_socks(),
                     connections_open: r.stats.open(),
                     connections_total: r.stats.total(),
                     bytes_up: traffic.up,

@@ -95,6 +95,18 @@ mod tests {
     }
 
     #[test]
+    fn turning_a_forward_into_a_socks_proxy_restarts_it() {
+        let old = [forward("web", 1, "web:80"), forward("proxy", 2, "web:80")];
+        let mut new = old.clone();
+        new[1].target = crate::config::ForwardTarget::Socks;
+        let plan = Plan::new(&old, &new);
+        assert_eq!(plan.changed, [new[1].clone()]);
+        assert_eq!(plan.unchanged, ["web"]);
+        let back = Plan::new(&new, &old);
+        assert_eq!(back.changed, [old[1].clone()]);
+    }
+
+    #[test]
     fn an_identical_config_changes_nothing() {
         let old = [forward("a", 1, "x:1")];
         let plan = Plan::new(&old, &old);

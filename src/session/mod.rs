@@ -72,6 +72,8 @@ pub enum OpenError {
         host: String,
         target: String,
         reason: String,
+        /// The server's reason code, which a SOCKS reply reports.
+        failure: russh::ChannelOpenFailure,
     },
     #[error("session to {host} ended while opening a channel to {target}")]
     SessionLost { host: String, target: String },

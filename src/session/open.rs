@@ -66,6 +66,7 @@ impl Shared {
                         host: host.to_string(),
                         target: target.to_string(),
                         reason: format!("{reason:?}"),
+                        failure: reason,
                     });
                 }
                 Some(Err(e)) => {

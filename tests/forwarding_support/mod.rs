@@ -218,5 +218,24 @@ pub fn assert_same_bytes(received: &[u8], expected: &[u8], what: &str) {
     );
 }
 
+/// Connects to the SOCKS forward on `port`, asks for `target` with SOCKS5 and awaits the grant.
+pub async fn socks5_connect(port: u16, target: SocketAddr) -> TcpStream {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let SocketAddr::V4(v4) = target else {
+        panic!("{target} is not IPv4")
+    };
+    let mut request = vec![5, 1, 0, 5, 1, 0, 1];
+    request.extend(v4.ip().octets());
+    request.extend(v4.port().to_be_bytes());
+    stream.write_all(&request).await.unwrap();
+    let mut replies = [0; 12];
+    tokio::time::timeout(TIMEOUT, stream.read_exact(&mut replies))
+        .await
+        .expect("no SOCKS reply within TIMEOUT")
+        .expect("read the SOCKS replies");
+    assert_eq!(replies, [5, 0, 5, 0, 0, 1, 0, 0, 0, 0, 0, 0], "not granted");
+    stream
+}
+
 /// How long an event that should follow at once may take on a busy machine.
 pub const PROMPTLY: Duration = Duration::from_secs(5);

@@ -96,7 +96,7 @@ fn example_file_parses_to_what_its_comments_say() {
     assert_eq!(config.hosts.len(), 1);
     assert_eq!(config.hosts.get("srv11"), Some(&srv11));
 
-    let [smb, postgres] = config.forwards.as_slice() else {
+    let [smb, postgres, office] = config.forwards.as_slice() else {
         panic!("{:?}", config.forwards)
     };
     assert_eq!(smb.name, "smb");
@@ -116,6 +116,11 @@ fn example_file_parses_to_what_its_comments_say() {
     );
     assert_eq!(postgres.target.to_string(), "db.internal:5432");
     assert_eq!(config.host_override(host), None);
+
+    assert_eq!(office.name, "office");
+    assert_eq!(office.listen, sa("127.0.0.1:1080"));
+    assert_eq!(office.target, ForwardTarget::Socks);
+    assert_eq!(office.host, smb.host);
     assert_eq!(config.source.as_deref(), Some(Path::new(FILE)));
 }
 
@@ -303,8 +308,89 @@ fn load_reads_and_reports_errors_against_the_path() {
 }
 
 fn ad_hoc(local: &[&str], destination: &str) -> Result<Config, ConfigError> {
-    let local: Vec<String> = local.iter().map(|s| s.to_string()).collect();
-    ad_hoc_with(&local, destination, home())
+    ad_hoc_mixed(local, &[], destination)
+}
+
+fn ad_hoc_mixed(
+    local: &[&str],
+    dynamic: &[&str],
+    destination: &str,
+) -> Result<Config, ConfigError> {
+    let specs = local
+        .iter()
+        .map(|s| AdHocSpec::Local(s))
+        .chain(dynamic.iter().map(|s| AdHocSpec::Dynamic(s)));
+    ad_hoc_with(specs, destination, home())
+}
+
+#[test]
+fn a_socks_forward_has_socks_instead_of_a_target() {
+    let config = parse(&with_forward(
+        "listen = \"1080\"\nhost = \"srv11\"\nsocks = true\n",
+    ))
+    .unwrap();
+    let [proxy] = config.forwards.as_slice() else {
+        panic!("{:?}", config.forwards)
+    };
+    assert_eq!(proxy.target, ForwardTarget::Socks);
+    assert_eq!(
+        (proxy.name.as_str(), proxy.listen),
+        ("1080", sa("127.0.0.1:1080"))
+    );
+    // `socks = false` is the same as leaving it out.
+    let config = parse(&format!("{FORWARD}socks = false\n")).unwrap();
+    assert_eq!(config.forwards[0].target.to_string(), "localhost:445");
+}
+
+#[test]
+fn ad_hoc_dynamic_forwards_come_after_the_local_ones() {
+    let config = ad_hoc_mixed(&["8080:web:80"], &["1080", "[::1]:1081"], "srv11").unwrap();
+    let targets: Vec<(String, String)> = config
+        .forwards
+        .iter()
+        .map(|f| (f.listen.to_string(), f.target.to_string()))
+        .collect();
+    let expected = [
+        ("127.0.0.1:8080", "web:80"),
+        ("127.0.0.1:1080", "socks"),
+        ("[::1]:1081", "socks"),
+    ];
+    assert_eq!(
+        targets,
+        expected.map(|(l, t)| (l.to_string(), t.to_string()))
+    );
+    assert!(
+        config
+            .forwards
+            .iter()
+            .all(|f| f.host.to_string() == "srv11")
+    );
+    assert!(ad_hoc_mixed(&[], &["1080"], "srv11").is_ok());
+}
+
+#[test]
+fn ad_hoc_dynamic_forward_errors_name_the_argument() {
+    let err = |local: &[&str], dynamic: &[&str]| {
+        ad_hoc_mixed(local, dynamic, "srv11")
+            .unwrap_err()
+            .to_string()
+    };
+    let e = err(&[], &["*:1080"]);
+    assert!(
+        e.starts_with("invalid -D \"*:1080\": ") && e.contains("allow_non_loopback"),
+        "{e}"
+    );
+    let e = err(&[], &["1080:x"]);
+    assert!(e.starts_with("invalid -D \"1080:x\": "), "{e}");
+    let e = err(&["1080:web:80"], &["localhost:1080"]);
+    assert_eq!(
+        e,
+        "invalid -D \"localhost:1080\": its listen address clashes with -L \"1080:web:80\""
+    );
+    let e = err(&[], &["1080", "1080"]);
+    assert!(e.contains("clashes with -D \"1080\""), "{e}");
+    let e = ad_hoc_mixed(&[], &[], "srv11").unwrap_err().to_string();
+    assert!(e.contains("-L") && e.contains("-D [BIND:]PORT"), "{e}");
 }
 
 #[test]

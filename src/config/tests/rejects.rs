@@ -61,11 +61,47 @@ fn syntax_errors_and_duplicate_keys_carry_their_line() {
 
 #[test]
 fn missing_forward_keys_are_named() {
+    for socks in ["", "socks = false\n"] {
+        assert_refused(
+            &format!("[[forward]]\nlisten = \"4445\"\nhost = \"srv11\"\n{socks}"),
+            2,
+            &[
+                "`listen = \"4445\"`",
+                "`target = \"HOST:PORT\"`",
+                "`socks = true`",
+            ],
+        );
+    }
     assert_refused(
-        "[[forward]]\nlisten = \"4445\"\nhost = \"srv11\"\n",
+        "[[forward]]\nlisten = \"4445\"\ntarget = \"a:1\"\n",
         1,
-        &["`target`"],
+        &["`host`"],
     );
+}
+
+#[test]
+fn target_and_socks_exclude_each_other() {
+    let text =
+        with_forward("listen = \"1080\"\nhost = \"srv11\"\nsocks = true\ntarget = \"db:1\"\n");
+    assert_refused(
+        &text,
+        5,
+        &["`target = \"db:1\"`", "socks = true", "remove one"],
+    );
+    let text = with_forward("listen = \"1080\"\nhost = \"srv11\"\nsocks = \"yes\"\n");
+    assert_refused(&text, 4, &["socks", "\"yes\""]);
+}
+
+#[test]
+fn a_socks_forward_on_a_non_loopback_address_needs_the_explicit_flag() {
+    let body = "listen = \"0.0.0.0:1080\"\nhost = \"srv11\"\nsocks = true\n";
+    assert_refused(
+        &with_forward(body),
+        2,
+        &["0.0.0.0:1080", "allow_non_loopback = true"],
+    );
+    let config = parse(&with_forward(&format!("{body}allow_non_loopback = true\n"))).unwrap();
+    assert!(config.forwards[0].target.is_socks());
 }
 
 #[test]
