@@ -5,13 +5,32 @@ use std::fmt::Write;
 use std::path::Path;
 use std::sync::Arc;
 
+use anyhow::Context;
 use russh::WindowBudget;
-
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::session::{Backoff, SessionManager};
 use crate::ssh_config::{HostConfig, IdentityAgent};
+
+/// `lazytunnel check`: prints what the config at `config` (else the default one) resolves to;
+/// with `connect`, then tries each host and fails unless all of them could be reached.
+pub fn run(config: Option<&Path>, connect: bool) -> anyhow::Result<()> {
+    let config = Config::load_or_default(config)?;
+    let hosts = crate::daemon::resolve_hosts(&config)?;
+    print!("{}", render(&config, &hosts));
+    if !connect {
+        return Ok(());
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let (report, all_ok) = runtime.block_on(connect_all(&config, hosts));
+    print!("{report}");
+    anyhow::ensure!(all_ok, "some hosts could not be reached (see above)");
+    Ok(())
+}
 
 /// `check --connect`: opens a session to each host in turn, as the daemon would (through its
 /// jump hosts, checking host keys, authenticating), and closes it. Returns one line per host

@@ -1,23 +1,15 @@
-//! Command line: argument types, logging, signals and exit codes. Everything else is the
-//! library's.
+//! Command line: argument types, logging and exit codes. Everything else is the library's.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use anyhow::Context;
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use lazytunnel::config::Config;
 use lazytunnel::control::client;
 use lazytunnel::install::{self, Manager};
-use lazytunnel::instance::paths;
-use lazytunnel::listener::BoundForward;
-use lazytunnel::startup::{idle, systemd};
-use lazytunnel::{check, daemon, manual, startup};
-use tokio::sync::Notify;
-use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use lazytunnel::{check, daemon, manual};
+use tracing::error;
 use tracing_subscriber::EnvFilter;
 
 /// Lazy, multiplexed, self-healing SSH port forwarding.
@@ -181,7 +173,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run(args),
-        Command::Check(args) => check(args),
+        Command::Check(args) => check::run(args.config.as_deref(), args.connect),
         Command::Status { control, json } => {
             control_socket(control).and_then(|s| client::status(&s, json).map(|t| print!("{t}")))
         }
@@ -217,31 +209,6 @@ fn main() -> ExitCode {
     }
 }
 
-fn load_config(path: Option<PathBuf>) -> anyhow::Result<Config> {
-    let path = match path {
-        Some(path) => path,
-        None => Config::default_path()?,
-    };
-    Ok(Config::load(&path)?)
-}
-
-fn check(args: CheckArgs) -> anyhow::Result<()> {
-    let config = load_config(args.config)?;
-    let hosts = daemon::resolve_hosts(&config)?;
-    print!("{}", check::render(&config, &hosts));
-    if !args.connect {
-        return Ok(());
-    }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    let (report, all_ok) = runtime.block_on(check::connect_all(&config, hosts));
-    print!("{report}");
-    anyhow::ensure!(all_ok, "some hosts could not be reached (see above)");
-    Ok(())
-}
-
 fn control_socket(args: ControlArgs) -> anyhow::Result<PathBuf> {
     client::locate(args.control_socket, args.config)
 }
@@ -263,124 +230,20 @@ fn install(manager: InstallManager) -> anyhow::Result<()> {
     })
 }
 
-/// Everything that can fail for a reason the user must fix (config, ports, another instance)
-/// happens before detaching, so that it reaches the terminal with a non-zero exit.
 fn run(args: RunArgs) -> anyhow::Result<()> {
     init_logging(args.verbose, args.quiet, args.foreground);
-    let inherited = startup::begin()?;
-    let mut config = match &args.destination {
-        Some(destination) => {
-            Config::ad_hoc(&args.local_forwards, &args.dynamic_forwards, destination)?
-        }
-        None => load_config(args.config)?,
-    };
-    if let Some(path) = &args.control_socket {
-        config.control_socket = Some(path.clone());
-    }
-    let hosts = daemon::resolve_hosts(&config)?;
-    if let Some(after) = config.exit_when_idle.filter(|a| *a < idle::MIN_SENSIBLE) {
-        warn!(
-            "exit_when_idle = {} is below {}: launchd throttles restarts to one per 10 s",
-            humantime::format_duration(after),
-            humantime::format_duration(idle::MIN_SENSIBLE)
-        );
-    }
-    let listening = inherited
-        .lock(&paths::control_socket(&config)?)?
-        .listen(&config.forwards)?;
-    if config.exit_when_idle.is_some() && listening.inherited() == 0 {
-        info!(
-            "exit_when_idle is set but no socket manager passed sockets: the ports close when lazytunnel exits"
-        );
-    }
-    let started = listening.start(args.foreground, &paths::log_file()?)?;
-    let (listeners, control) = (started.listeners, started.control);
-    let served = started.runtime.block_on(async {
-        let bound = listeners
-            .sockets
-            .into_iter()
-            .map(|(forward, socket)| BoundForward::from_std(forward, socket))
-            .collect::<std::io::Result<Vec<_>>>()
-            .context("cannot register the listening sockets")?;
-        let control_listener = control
-            .listener
-            .try_clone()
-            .and_then(tokio::net::UnixListener::from_std)
-            .context("cannot register the control socket")?;
-        let shutdown = CancellationToken::new();
-        let reload = Arc::new(Notify::new());
-        let signals = Signals::install().context("cannot install signal handlers")?;
-        tokio::spawn(signals.handle(shutdown.clone(), reload.clone()));
-        let status = format!(
-            "serving {} forward(s), {} inherited socket(s)",
-            config.forwards.len(),
-            listeners.inherited
-        );
-        systemd::notify_ready(&status);
-        if let Some(ready) = started.ready {
-            ready.signal();
-        }
-        daemon::run(daemon::Setup {
-            config,
-            hosts,
-            listeners: bound,
-            control: Some(control_listener),
-            pinned_control_socket: args.control_socket,
-            shutdown,
-            reload,
-        })
-        .await;
-        // The socket file goes before the lock is released, so `stop` finds neither.
-        drop(control);
-        drop(started.lock);
-        Ok(())
-    });
-    // A file read stuck on a hung file system holds a blocking-pool thread: do not wait for it.
-    started.runtime.shutdown_background();
-    served
-}
-
-/// The signals the daemon acts on, installed before it serves (SIGHUP would kill it otherwise).
-struct Signals {
-    term: tokio::signal::unix::Signal,
-    int: tokio::signal::unix::Signal,
-    hup: tokio::signal::unix::Signal,
-}
-
-impl Signals {
-    fn install() -> std::io::Result<Signals> {
-        use tokio::signal::unix::{SignalKind, signal};
-        Ok(Signals {
-            term: signal(SignalKind::terminate())?,
-            int: signal(SignalKind::interrupt())?,
-            hup: signal(SignalKind::hangup())?,
-        })
-    }
-
-    /// SIGHUP reloads; SIGINT or SIGTERM starts a graceful shutdown, and a second one exits at
-    /// once.
-    async fn handle(mut self, shutdown: CancellationToken, reload: Arc<Notify>) {
-        loop {
-            tokio::select! {
-                _ = self.term.recv() => info!("SIGTERM: shutting down"),
-                _ = self.int.recv() => info!("SIGINT: shutting down"),
-                _ = self.hup.recv() => {
-                    info!("SIGHUP: reloading the config");
-                    reload.notify_one();
-                    continue;
-                }
-                () = shutdown.cancelled() => {}
-            }
-            break;
-        }
-        shutdown.cancel();
-        tokio::select! {
-            _ = self.term.recv() => {}
-            _ = self.int.recv() => {}
-        }
-        info!("second signal: exiting now");
-        std::process::exit(1);
-    }
+    daemon::run_process(daemon::RunOptions {
+        config: match args.destination {
+            Some(destination) => daemon::ConfigSource::AdHoc {
+                local_forwards: args.local_forwards,
+                dynamic_forwards: args.dynamic_forwards,
+                destination,
+            },
+            None => daemon::ConfigSource::File(args.config),
+        },
+        control_socket: args.control_socket,
+        foreground: args.foreground,
+    })
 }
 
 fn init_logging(verbose: u8, quiet: bool, foreground: bool) {

@@ -34,8 +34,8 @@ use common::net::read_until_closed;
 use common::ssh_client::ssh_command;
 use common::sshd_files::SSH_CONFIG_TEMPLATE;
 use common::{
-    DataServer, TIMEOUT, TestAgent, TestDaemon, TestSshd, bind_loopback, free_port, is_reset,
-    port_of,
+    DataServer, TIMEOUT, TestAgent, TestDaemon, TestSshd, bind_loopback, is_reset, port_of,
+    refusing_port,
 };
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;

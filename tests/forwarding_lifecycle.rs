@@ -13,8 +13,8 @@ use common::inherit::{EXEC_WITH_LISTEN_PID, bind_loopback, pass_listeners, port_
 use common::log::LogFile;
 use common::sshd_files::SSH_CONFIG_TEMPLATE;
 use common::{
-    DataServer, Mode, TIMEOUT, TestDaemon, TestSshd, deterministic_bytes, free_port,
-    holds_throughout, send_signal, wait_for_exit, wait_for_exit_blocking, write_file,
+    DataServer, Mode, TIMEOUT, TestDaemon, TestSshd, deterministic_bytes, holds_throughout,
+    refusing_port, send_signal, wait_for_exit, wait_for_exit_blocking, write_file,
 };
 use forwarding_support::{
     Forward, PROMPTLY, assert_reset, assert_same_bytes, config_text, connect, connect_and_drain,
@@ -144,7 +144,8 @@ async fn session_death_resets_its_clients_and_the_next_client_gets_a_fresh_sessi
 async fn refused_target_resets_its_client_promptly_and_spares_the_other_channels() {
     let sshd = TestSshd::start();
     let echo = DataServer::echo().await;
-    let closed_port = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
+    let (_held, refusing) = refusing_port();
+    let closed_port = SocketAddr::from((Ipv4Addr::LOCALHOST, refusing));
     let live = Forward::new("live", echo.addr());
     let dead_end = Forward::new("dead-end", closed_port);
     let daemon = start_daemon(&sshd, "", &[&live, &dead_end]).await;

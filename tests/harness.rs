@@ -37,21 +37,29 @@ async fn connected_ssh(sshd: &TestSshd) -> SshProcess {
     ssh
 }
 
-/// An `ssh -N -L` forwarding `127.0.0.1:PORT` to `target`, returned once it listens.
+/// An `ssh -N -L` forwarding `127.0.0.1:PORT` to `target`, returned once it listens. ssh binds
+/// the port itself, so another process may take it first: ssh then says the address is in
+/// use and exits, and a new port is tried.
 async fn ssh_forward(sshd: &TestSshd, target: std::net::SocketAddr) -> (SshProcess, u16) {
-    let port = free_port();
-    let mut command = ssh_command(&sshd.ssh_config_path());
-    command
-        .args(["-v", "-N", "-o", "ExitOnForwardFailure=yes", "-L"])
-        .arg(format!("127.0.0.1:{port}:{target}"))
-        .arg("test");
-    let ssh = SshProcess::spawn(command);
-    ssh.wait_for_log(
-        &format!("Local forwarding listening on 127.0.0.1 port {port}"),
-        TIMEOUT,
-    )
-    .await;
-    (ssh, port)
+    for _ in 0..3 {
+        let port = free_port();
+        let mut command = ssh_command(&sshd.ssh_config_path());
+        command
+            .args(["-v", "-N", "-o", "ExitOnForwardFailure=yes", "-L"])
+            .arg(format!("127.0.0.1:{port}:{target}"))
+            .arg("test");
+        let ssh = SshProcess::spawn(command);
+        // ssh says "Local forwarding listening on" before it binds; the listener channel
+        // exists only once it listens.
+        let listening = "new port-listener";
+        let said = ssh
+            .wait_for_any(&[listening, "Address already in use"], TIMEOUT)
+            .await;
+        if said.contains(listening) {
+            return (ssh, port);
+        }
+    }
+    panic!("three free ports were all taken before ssh could listen on them");
 }
 
 /// Sends `data` through `stream`, half-closes, and returns everything read back until EOF.

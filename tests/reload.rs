@@ -35,12 +35,19 @@ impl Serving {
         }
     }
 
-    /// A new forward to the echo server (not in the config yet), whose port nothing holds:
-    /// the daemon binds it itself when a reload adds it.
-    fn new_forward(&self, name: &'static str) -> Forward {
-        let forward = Forward::new(name, self.echo.addr());
-        forward.release();
-        forward
+    /// Writes a config of `settings`, `forwards` and a new forward to the echo server named
+    /// `name`, whose port nothing holds: the daemon binds it itself when a reload adds it.
+    fn write_config_adding(
+        &self,
+        settings: &str,
+        forwards: &[&Forward],
+        name: &'static str,
+    ) -> Forward {
+        let added = Forward::new(name, self.echo.addr());
+        added.release();
+        let all: Vec<&Forward> = forwards.iter().copied().chain([&added]).collect();
+        self.write_config(settings, &all);
+        added
     }
 
     /// Reloads with `settings`, `forwards` and a new forward named `name`, returning the
@@ -54,12 +61,29 @@ impl Serving {
         name: &'static str,
     ) -> (Output, Forward) {
         for _ in 0..3 {
-            let added = self.new_forward(name);
-            let all: Vec<&Forward> = forwards.iter().copied().chain([&added]).collect();
-            self.write_config(settings, &all);
+            let added = self.write_config_adding(settings, forwards, name);
             let output = self.daemon.cli(["reload"]);
             if !stderr(&output).contains("Address already in use") {
                 return (output, added);
+            }
+        }
+        panic!("three new ports were all taken before the reload could bind them");
+    }
+
+    /// Like [`Serving::reload_adding`], reloading by SIGHUP: the outcome is in the log, either
+    /// the reload's summary or its failure naming the address in use. Returns the summary.
+    async fn sighup_adding(&self, forwards: &[&Forward], name: &'static str) -> (String, Forward) {
+        let log = self.daemon.log_file();
+        for _ in 0..3 {
+            let added = self.write_config_adding("", forwards, name);
+            let from = log.end_offset();
+            assert!(self.daemon.signal("HUP"));
+            let outcome = [&format!("added {name};")[..], "reload failed"];
+            let said = log
+                .wait_for_any_since("daemon", from, &outcome, PROMPTLY)
+                .await;
+            if !said.contains("Address already in use") {
+                return (said, added);
             }
         }
         panic!("three new ports were all taken before the reload could bind them");
@@ -171,7 +195,9 @@ async fn a_broken_config_is_refused_with_its_error_and_the_old_one_keeps_serving
     echo_once(&mut held, b"before").await;
     let before = status_json(daemon)["forwards"].clone();
 
-    let added = setup.new_forward("added");
+    // Nothing may listen on the added forward's port but the daemon, were it to apply this.
+    let (_held, port) = common::refusing_port();
+    let added = Forward::on_port(port, "added", setup.echo.addr());
     setup.write_config("", &[keep, &added]);
     let mut broken = std::fs::read_to_string(daemon.config_path()).unwrap();
     broken.push_str("\nbogus_key = 1\n");
@@ -222,10 +248,8 @@ async fn a_port_in_use_fails_the_reload_before_anything_changes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_reloads_like_the_command_and_a_bad_config_only_logs() {
-    let sshd = TestSshd::start();
-    let echo = DataServer::echo().await;
-    let keep = Forward::new("keep", echo.addr());
-    let daemon = start_daemon(&sshd, "", &[&keep]).await;
+    let setup = Serving::start(&["keep"]).await;
+    let (keep, daemon, sshd) = (&setup.forwards[0], &setup.daemon, &setup.sshd);
     let mut held = keep.connect().await;
     echo_once(&mut held, b"before").await;
 
@@ -235,14 +259,8 @@ async fn sighup_reloads_like_the_command_and_a_bad_config_only_logs() {
         .wait_for_log("reload failed, the running config stays", PROMPTLY)
         .await;
 
-    let added = Forward::new("added", echo.addr());
-    // Bound by the daemon itself on SIGHUP.
-    added.release();
-    daemon.write_config(&config_text(&sshd.ssh_config_path(), "", &[&keep, &added]));
-    assert!(daemon.signal("HUP"));
-    daemon
-        .wait_for_log("added added; removed none", PROMPTLY)
-        .await;
+    let (said, added) = setup.sighup_adding(&[keep], "added").await;
+    assert!(said.contains("added added; removed none"), "{said}");
 
     let mut fresh = added.connect().await;
     echo_once(&mut fresh, b"added by SIGHUP").await;
@@ -256,7 +274,7 @@ async fn changed_host_settings_leave_the_current_session_alone_and_apply_to_the_
     let (keep, daemon, sshd) = (&setup.forwards[0], &setup.daemon, &setup.sshd);
     let mut held = keep.connect().await;
     echo_once(&mut held, b"before").await;
-    let nothing_there = common::free_port();
+    let (_held, nothing_there) = common::refusing_port();
 
     setup.write_config(&format!("[host.test]\nport = {nothing_there}\n"), &[keep]);
     assert_success(&daemon.cli(["reload"]), "reload");

@@ -8,14 +8,15 @@ mod common;
 mod forwarding_support;
 mod service_support;
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{DataServer, TIMEOUT, TestSshd, bind_loopback, holds_throughout, port_of};
+use common::{
+    DataServer, TIMEOUT, TestSshd, bind_loopback, holds_throughout, port_of, refusing_port,
+};
 use forwarding_support::{
     Forward, config_text, connect, daemon_builder, echo_once, round_trip, socks5_connect,
 };
-use service_support::{Running, Setup, refused};
+use service_support::{Setup, refused};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Sessions close after 1 s idle, and the daemon exits 1 s after that.
@@ -32,33 +33,11 @@ async fn systemd_socket_activate_starts_it_on_the_first_connection_and_it_exits_
         IDLE_SETTINGS,
         &[&forward],
     ));
-    // systemd-socket-activate binds the port itself: the one place a port is chosen free and
-    // then bound by another process (a real socket manager does the same).
-    forward.release();
-    let mut command = Command::new("systemd-socket-activate");
-    command
-        .arg(format!("--listen=127.0.0.1:{}", forward.port))
-        .arg("--fdname=echo");
-    // It passes on only the variables it is given.
-    for (key, value) in setup.sandbox.vars() {
-        let mut setenv = std::ffi::OsString::from("--setenv=");
-        setenv.push(key);
-        setenv.push("=");
-        setenv.push(value);
-        command.arg(setenv);
-    }
-    let child = command
-        .args(setup.run_args())
-        .stdin(Stdio::null())
-        .stdout(setup.log.stdio())
-        .stderr(setup.log.stdio())
-        .spawn()
-        .expect("systemd-socket-activate (Debian package systemd) must be installed");
-    let mut daemon = Running::new(child, &setup.log);
-    setup
-        .log
-        .wait_for_count("activator", "Listening on", 1, TIMEOUT)
-        .await;
+    let socket = forward.take_socket().expect("a new forward's socket");
+    // The port listens from now on: a connection made before the activator waits for one
+    // queues until it does.
+    let mut daemon = setup.spawn_socket_activate(&[&socket], "echo");
+    drop(socket);
 
     let mut client = forward.connect().await;
     echo_once(&mut client, b"first connection").await;
@@ -102,36 +81,15 @@ async fn systemd_socket_activate_starts_it_on_the_first_connection_and_it_exits_
 async fn a_socks_forward_is_socket_activated_like_any_other_and_exits_when_idle() {
     let sshd = TestSshd::start();
     let echo = DataServer::echo().await;
-    // Chosen free, then bound by systemd-socket-activate (see the test above).
-    let port = port_of(&bind_loopback());
+    let socket = bind_loopback();
+    let port = port_of(&socket);
     let setup = Setup::new(&format!(
         "ssh_config = {:?}\n{IDLE_SETTINGS}\n[[forward]]\nname = \"proxy\"\n\
          listen = \"127.0.0.1:{port}\"\nhost = \"test\"\nsocks = true\n",
         common::path_str(&sshd.ssh_config_path())
     ));
-    let mut command = Command::new("systemd-socket-activate");
-    command
-        .arg(format!("--listen=127.0.0.1:{port}"))
-        .arg("--fdname=proxy");
-    for (key, value) in setup.sandbox.vars() {
-        let mut setenv = std::ffi::OsString::from("--setenv=");
-        setenv.push(key);
-        setenv.push("=");
-        setenv.push(value);
-        command.arg(setenv);
-    }
-    let child = command
-        .args(setup.run_args())
-        .stdin(Stdio::null())
-        .stdout(setup.log.stdio())
-        .stderr(setup.log.stdio())
-        .spawn()
-        .expect("systemd-socket-activate (Debian package systemd) must be installed");
-    let mut daemon = Running::new(child, &setup.log);
-    setup
-        .log
-        .wait_for_count("activator", "Listening on", 1, TIMEOUT)
-        .await;
+    let mut daemon = setup.spawn_socket_activate(&[&socket], "proxy");
+    drop(socket);
 
     let mut client = socks5_connect(port, echo.addr()).await;
     echo_once(&mut client, b"through an inherited SOCKS socket").await;
@@ -154,24 +112,39 @@ async fn passed_sockets_match_forwards_by_name_then_address_and_strays_are_close
     // Named "byname" but listening elsewhere than the config says: the name wins.
     let by_name = bind_loopback();
     let stray = bind_loopback();
-    let named = Forward::new("byname", echo.addr());
     // Nothing may listen where the config puts it.
-    named.release();
+    let (_held, nowhere) = refusing_port();
+    let named = Forward::on_port(nowhere, "byname", echo.addr());
     let addressed = Forward::new("byaddr", echo.addr());
     let by_addr = addressed.take_socket().expect("a new forward's socket");
-    let unpassed = Forward::new("bound", echo.addr());
-    // The daemon binds this one itself.
-    unpassed.release();
-    let setup = Setup::new(&config_text(
-        &sshd.ssh_config_path(),
-        "",
-        &[&named, &addressed, &unpassed],
-    ));
-
-    let _daemon = setup.spawn_with_fds(
-        &[&by_name, &by_addr, &stray],
-        Some("byname:lazytunnel.socket:stray"),
-    );
+    // The daemon binds this one itself. Its port is free only from just before the daemon
+    // starts, so another process may take it first: the daemon then exits naming the address
+    // in use, and is started again with a new port.
+    let (setup, unpassed, _daemon) = 'start: {
+        for _ in 0..3 {
+            let unpassed = Forward::new("bound", echo.addr());
+            unpassed.release();
+            let setup = Setup::new(&config_text(
+                &sshd.ssh_config_path(),
+                "",
+                &[&named, &addressed, &unpassed],
+            ));
+            let daemon = setup.spawn_with_fds(
+                &[&by_name, &by_addr, &stray],
+                Some("byname:lazytunnel.socket:stray"),
+            );
+            let bound = format!("listen=127.0.0.1:{}", unpassed.port);
+            let outcome = [&bound[..], "Address already in use"];
+            let said = setup
+                .log
+                .wait_for_any_since("daemon", 0, &outcome, TIMEOUT)
+                .await;
+            if said.contains(&bound) {
+                break 'start (setup, unpassed, daemon);
+            }
+        }
+        panic!("three free ports were all taken before the daemon could bind them");
+    };
     setup
         .log
         .wait_for_count("daemon", "listening", 3, TIMEOUT)

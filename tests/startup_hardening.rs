@@ -8,46 +8,23 @@ mod common;
 mod forwarding_support;
 mod service_support;
 
-use std::process::{Command, Stdio};
+use std::net::{Ipv4Addr, TcpListener};
 
-use common::{DataServer, TIMEOUT, TestSshd};
+use common::{DataServer, TIMEOUT, TestSshd, port_of};
 use forwarding_support::{Forward, config_text};
-use service_support::{Running, Setup};
+use service_support::Setup;
 use tokio::io::AsyncReadExt;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_socket_passed_on_every_interface_is_refused_naming_the_forward_and_the_address() {
     let sshd = TestSshd::start();
     let echo = DataServer::echo().await;
-    let forward = Forward::new("smb", echo.addr());
-    let setup = Setup::new(&config_text(&sshd.ssh_config_path(), "", &[&forward]));
+    let every_interface = TcpListener::bind((Ipv4Addr::UNSPECIFIED, 0)).expect("bind 0.0.0.0:0");
+    let forward = Forward::on_port(port_of(&every_interface), "smb", echo.addr());
     let wildcard = format!("0.0.0.0:{}", forward.port);
-    // systemd-socket-activate binds the port itself: the one place a port is chosen free and
-    // then bound by another process (a real socket manager does the same).
-    forward.release();
-    let mut command = Command::new("systemd-socket-activate");
-    command
-        .arg(format!("--listen={wildcard}"))
-        .arg("--fdname=smb");
-    for (key, value) in setup.sandbox.vars() {
-        let mut setenv = std::ffi::OsString::from("--setenv=");
-        setenv.push(key);
-        setenv.push("=");
-        setenv.push(value);
-        command.arg(setenv);
-    }
-    let child = command
-        .args(setup.run_args())
-        .stdin(Stdio::null())
-        .stdout(setup.log.stdio())
-        .stderr(setup.log.stdio())
-        .spawn()
-        .expect("systemd-socket-activate (Debian package systemd) must be installed");
-    let mut daemon = Running::new(child, &setup.log);
-    setup
-        .log
-        .wait_for_count("activator", "Listening on", 1, TIMEOUT)
-        .await;
+    let setup = Setup::new(&config_text(&sshd.ssh_config_path(), "", &[&forward]));
+    let mut daemon = setup.spawn_socket_activate(&[&every_interface], "smb");
+    drop(every_interface);
 
     // Only loopback traffic: the wildcard socket accepts it like any other.
     let mut client = forward.connect().await;

@@ -227,6 +227,14 @@ impl Config {
         Self::from_str(&read_limited(path)?, path)
     }
 
+    /// Loads the config file at `path`, or at [`Config::default_path`] if none is given.
+    pub fn load_or_default(path: Option<&Path>) -> Result<Config, ConfigError> {
+        match path {
+            Some(path) => Self::load(path),
+            None => Self::load(&Self::default_path()?),
+        }
+    }
+
     /// `$XDG_CONFIG_HOME/lazytunnel/config.toml`, else `~/.config/lazytunnel/config.toml`.
     pub fn default_path() -> Result<PathBuf, ConfigError> {
         let xdg = std::env::var_os("XDG_CONFIG_HOME");

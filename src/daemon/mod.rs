@@ -1,10 +1,13 @@
 //! The daemon's lifecycle: resolve every host, serve the bound listeners and the control
 //! socket, apply reloads, and on shutdown stop accepting, let open connections drain for a
-//! bounded time, cut the rest, close sessions.
+//! bounded time, cut the rest, close sessions. [`run_process`] is the `run` command's whole
+//! process: start-up, signals, readiness, then [`run`].
 
 mod control;
 mod forwards;
+mod process;
 mod reload;
+mod signals;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -25,6 +28,7 @@ use crate::session::{self, Backoff, SessionManager};
 use crate::ssh_config::{HostConfig, SYSTEM_SSH_CONFIG, SshConfigFile};
 use crate::{control as control_socket, startup};
 use forwards::Forwards;
+pub use process::{ConfigSource, RunOptions, run_process};
 
 /// How long open connections may go on after a shutdown request before they are reset.
 pub const DRAIN_PERIOD: Duration = Duration::from_secs(5);

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::algorithms::{self, Algorithms, Kind};
-use super::jumps::Reaching;
+use super::jumps::{self, Reaching, Route};
 use super::numeric::canonical_host;
 use super::openssh::{default_identity_files, local_user_name};
 use super::options::{Found, Options};
@@ -15,18 +15,6 @@ use super::{HostConfig, IdentityAgent, SshConfigError, SshConfigFile, StrictHost
 use super::{proxy_jump, values};
 use crate::config::{Config, HostSpec, WindowSize};
 
-/// How a host is reached: as its own ssh_config says, or through the hops before it in a
-/// ProxyJump list, which OpenSSH hands the hop's own ssh as `-J` (overriding the hop's own
-/// ProxyJump) after expanding its tokens once more.
-pub(super) enum Route {
-    Own,
-    /// The `-J` list and where the ProxyJump it came from was read.
-    Through {
-        hops: String,
-        at: String,
-    },
-}
-
 impl SshConfigFile {
     /// Resolves `spec` the way `ssh [user@]host [-p port]` would, then applies the daemon's
     /// `[host.NAME]` overrides and timer defaults.
@@ -34,7 +22,31 @@ impl SshConfigFile {
         self.resolve_route(config, spec, Route::Own, &mut Vec::new())
     }
 
-    pub(super) fn resolve_route(
+    /// Resolves the last hop of `hops` (a ProxyJump value read at `at` for `host`), through
+    /// the hops before it.
+    fn resolve_jump(
+        &self,
+        config: &Config,
+        hops: &str,
+        (at, host): (&str, &str),
+        reaching: &Reaching,
+        tokens: &Tokens,
+        chain: &mut Vec<String>,
+    ) -> Result<Box<HostConfig>, SshConfigError> {
+        let (spec, route) = jumps::last_hop(hops, (at, host), reaching, tokens)?;
+        chain.push(spec.host.clone());
+        if chain.len() > jumps::MAX_JUMP_DEPTH {
+            return Err(SshConfigError::JumpLoop {
+                host: host.to_string(),
+                chain: chain.join(" -> "),
+            });
+        }
+        let resolved = self.resolve_route(config, &spec, route, chain)?;
+        chain.pop();
+        Ok(Box::new(resolved))
+    }
+
+    fn resolve_route(
         &self,
         config: &Config,
         spec: &HostSpec,

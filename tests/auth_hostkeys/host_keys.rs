@@ -129,7 +129,8 @@ async fn changed_host_key_is_refused_even_under_strict_checking_no() {
         !sshd.log().contains("Accepted publickey"),
         "authenticated anyway"
     );
-    let forward = format!("127.0.0.1:{}:127.0.0.1:9", free_port());
+    let (_held, port) = refusing_port();
+    let forward = format!("127.0.0.1:{port}:127.0.0.1:9");
     let (_, said) = openssh(&config, None, &["-L", &forward]);
     assert!(
         said.contains("Port forwarding is disabled to avoid man-in-the-middle attacks"),

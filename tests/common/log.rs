@@ -72,16 +72,50 @@ impl LogFile {
         count: usize,
         timeout: Duration,
     ) -> String {
+        let awaited = format!("{count}x {needle:?}");
+        self.wait_until(what, &awaited, timeout, |contents| {
+            contents.matches(needle).count() >= count
+        })
+        .await
+    }
+
+    /// Waits until one of `needles` occurs after byte `offset` (see [`LogFile::end_offset`]),
+    /// as [`LogFile::wait_for_count`] waits. Returns what was written after `offset`.
+    pub async fn wait_for_any_since(
+        &self,
+        what: &str,
+        offset: usize,
+        needles: &[&str],
+        timeout: Duration,
+    ) -> String {
+        let since = |contents: &str| contents.get(offset..).unwrap_or_default().to_string();
+        let awaited = format!("one of {needles:?}");
+        let contents = self
+            .wait_until(what, &awaited, timeout, |contents| {
+                let since = since(contents);
+                needles.iter().any(|needle| since.contains(needle))
+            })
+            .await;
+        since(&contents)
+    }
+
+    async fn wait_until(
+        &self,
+        what: &str,
+        awaited: &str,
+        timeout: Duration,
+        done: impl Fn(&str) -> bool,
+    ) -> String {
         let deadline = Instant::now() + timeout;
         loop {
             let contents = self.contents();
-            if contents.matches(needle).count() >= count {
+            if done(&contents) {
                 return contents;
             }
             if Instant::now() >= deadline {
                 panic!(
-                    "timed out after {timeout:?} waiting for {count}x {needle:?} in the {what} log \
-                     ({}):\n{contents}",
+                    "timed out after {timeout:?} waiting for {awaited} in the {what} log ({}):\n\
+                     {contents}",
                     self.path.display()
                 );
             }

@@ -38,7 +38,7 @@ pub use daemon::{TestDaemon, run_cli};
 #[allow(unused_imports)]
 pub use inherit::{bind_loopback, port_of};
 #[allow(unused_imports)]
-pub use net::{DataServer, Mode, deterministic_bytes, free_port, is_reset, sha256};
+pub use net::{DataServer, Mode, deterministic_bytes, free_port, is_reset, refusing_port, sha256};
 #[allow(unused_imports)]
 pub use sshd::TestSshd;
 

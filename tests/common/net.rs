@@ -13,14 +13,32 @@ use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
 /// A loopback port that was free when this returned. Another process may take it before the
-/// caller binds it, so use it only for a port nothing is meant to listen on, or one another
-/// program binds itself (`ssh -L`, sshd, which retries). A daemon's listen ports are bound by
-/// the test and handed over instead ([`super::inherit`]).
+/// caller binds it, so use it only for a port another program binds itself, retrying with a
+/// new one when told the address is in use (`ssh -L`, sshd). A daemon's listen ports are bound
+/// by the test and handed over instead ([`super::inherit`]); a port nothing may listen on is a
+/// [`refusing_port`].
 pub fn free_port() -> u16 {
     StdTcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .and_then(|listener| listener.local_addr())
         .expect("could not bind 127.0.0.1:0")
         .port()
+}
+
+/// A loopback port that refuses connections: bound, not listening, and so held from another
+/// process for as long as the returned socket lives. For a port nothing may listen on.
+pub fn refusing_port() -> (socket2::Socket, u16) {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+        .expect("could not create a socket");
+    socket
+        .bind(&SocketAddr::from((Ipv4Addr::LOCALHOST, 0)).into())
+        .expect("could not bind 127.0.0.1:0");
+    let port = socket
+        .local_addr()
+        .ok()
+        .and_then(|addr| addr.as_socket())
+        .expect("local_addr")
+        .port();
+    (socket, port)
 }
 
 /// `len` pseudo-random bytes, the same for the same `seed` on every run and machine

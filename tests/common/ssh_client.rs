@@ -62,6 +62,13 @@ impl SshProcess {
         self.log.wait_for_count("ssh", needle, 1, timeout).await
     }
 
+    /// Waits for one of `needles` in ssh's output; returns the output.
+    pub async fn wait_for_any(&self, needles: &[&str], timeout: Duration) -> String {
+        self.log
+            .wait_for_any_since("ssh", 0, needles, timeout)
+            .await
+    }
+
     /// The exit status, if ssh has exited.
     pub fn try_status(&mut self) -> Option<ExitStatus> {
         self.child.try_wait().ok().flatten()

@@ -73,9 +73,9 @@ impl Forward {
         self.socket.lock().expect("socket lock").take()
     }
 
-    /// Closes our socket, for a test in which another process binds the port itself (a
-    /// daemon added by reload, `systemd-socket-activate`): it may lose the port to another
-    /// process meanwhile.
+    /// Closes our socket, for a test in which the daemon binds the port itself (a forward a
+    /// reload adds): it may lose the port to another process meanwhile, so such a test retries
+    /// with a new port when told the address is in use.
     pub fn release(&self) {
         drop(self.take_socket());
     }

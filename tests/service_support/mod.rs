@@ -68,6 +68,40 @@ impl Setup {
         self.spawn_with_fds_counted(listeners, names, listeners.len())
     }
 
+    /// Starts the real `systemd-socket-activate`, which starts the daemon on the first
+    /// connection. It is handed `listeners` as systemd hands sockets over (it passes on those
+    /// it inherits, named `fdnames` with `--fdname`) rather than binding ports itself: bound
+    /// here, no port is ever free for another process to take.
+    pub fn spawn_socket_activate(&self, listeners: &[&TcpListener], fdnames: &str) -> Running {
+        Command::new("systemd-socket-activate")
+            .arg("--version")
+            .output()
+            .expect("systemd-socket-activate (Debian package systemd) must be installed");
+        let mut command = Command::new("sh");
+        command
+            .args(EXEC_WITH_LISTEN_PID)
+            .arg("systemd-socket-activate")
+            .arg(format!("--fdname={fdnames}"));
+        // It passes on only the variables it is given.
+        for (key, value) in self.sandbox.vars() {
+            let mut setenv = OsString::from("--setenv=");
+            setenv.push(key);
+            setenv.push("=");
+            setenv.push(value);
+            command.arg(setenv);
+        }
+        command
+            .args(self.run_args())
+            .env("LISTEN_FDS", listeners.len().to_string())
+            .stdin(Stdio::null())
+            .stdout(self.log.stdio())
+            .stderr(self.log.stdio());
+        let high = pass_listeners(&mut command, listeners);
+        let child = command.spawn().expect("could not spawn sh");
+        drop(high);
+        Running::new(child, &self.log)
+    }
+
     /// Like [`Setup::spawn_with_fds`], with `LISTEN_FDS` set to `count` whatever was passed (a
     /// wrong count, as a broken socket manager would give).
     pub fn spawn_with_fds_counted(
