@@ -15,8 +15,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{
-    DataServer, Mode, TIMEOUT, TestDaemon, TestSshd, deterministic_bytes, free_port, path_str,
-    prerequisite_missing,
+    DataServer, Mode, TIMEOUT, TestDaemon, TestSshd, bind_loopback, deterministic_bytes, path_str,
+    port_of, prerequisite_missing, refusing_port,
 };
 use forwarding_support::{
     PROMPTLY, assert_reset, assert_same_bytes, drain, echo_once, read_to_end, round_trip,
@@ -29,15 +29,21 @@ use tokio::net::{TcpListener, TcpStream};
 const BODY_LEN: usize = (4 << 20) + 7;
 
 /// A daemon with one SOCKS forward named `proxy` on `port`, through the sshd's `test` host.
-async fn start_socks_daemon(sshd: &TestSshd, port: u16) -> TestDaemon {
+/// A daemon with one SOCKS forward, on a port it inherits already listening; and that port.
+async fn start_socks_daemon(sshd: &TestSshd) -> (TestDaemon, u16) {
+    let socket = bind_loopback();
+    let port = port_of(&socket);
     let text = format!(
         "ssh_config = {:?}\n\n[[forward]]\nname = \"proxy\"\nlisten = \"127.0.0.1:{port}\"\n\
          host = \"test\"\nsocks = true\n",
         path_str(&sshd.ssh_config_path())
     );
-    let daemon = TestDaemon::start(text);
+    let daemon = TestDaemon::builder()
+        .config_text(text)
+        .inherit(socket)
+        .start();
     daemon.wait_for_log("listening", TIMEOUT).await;
-    daemon
+    (daemon, port)
 }
 
 /// Serves `body` as the answer to every HTTP request, counting requests.
@@ -153,8 +159,7 @@ async fn curl_fetches_byte_exact_through_socks5_with_names_socks5_with_addresses
     let sshd = TestSshd::start();
     let body = Arc::new(deterministic_bytes(14, BODY_LEN));
     let http = HttpServer::start(body.clone()).await;
-    let port = free_port();
-    let daemon = start_socks_daemon(&sshd, port).await;
+    let (daemon, port) = start_socks_daemon(&sshd).await;
     assert_eq!(
         sshd.established_connections(),
         0,
@@ -214,9 +219,8 @@ async fn curl_fetches_byte_exact_through_socks5_with_names_socks5_with_addresses
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_destination_gets_socks_connection_refused_promptly() {
     let sshd = TestSshd::start();
-    let port = free_port();
-    let daemon = start_socks_daemon(&sshd, port).await;
-    let closed = free_port();
+    let (daemon, port) = start_socks_daemon(&sshd).await;
+    let (_refusing, closed) = refusing_port();
 
     // Byte-exact: the method choice, then reply 0x05 (connection refused), then the end.
     let mut client = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
@@ -255,8 +259,7 @@ async fn a_refused_destination_gets_socks_connection_refused_promptly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_greetings_and_unsupported_commands_get_error_replies_and_open_no_session() {
     let sshd = TestSshd::start();
-    let port = free_port();
-    let daemon = start_socks_daemon(&sshd, port).await;
+    let (daemon, port) = start_socks_daemon(&sshd).await;
     let cases: [(&str, &[u8], &[u8]); 4] = [
         ("no acceptable method", &[5, 1, 2], &[5, 0xff]),
         (
@@ -296,8 +299,7 @@ async fn bad_greetings_and_unsupported_commands_get_error_replies_and_open_no_se
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_client_is_dropped_after_the_handshake_timeout() {
     let sshd = TestSshd::start();
-    let port = free_port();
-    let daemon = start_socks_daemon(&sshd, port).await;
+    let (daemon, port) = start_socks_daemon(&sshd).await;
     let started = Instant::now();
     let mut client = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     // Half a greeting, then silence.
@@ -328,8 +330,7 @@ async fn a_socks_connection_carries_half_close_and_is_reset_when_its_session_die
         len: u64::MAX,
     })
     .await;
-    let port = free_port();
-    let daemon = start_socks_daemon(&sshd, port).await;
+    let (daemon, port) = start_socks_daemon(&sshd).await;
 
     // The client half-closes after its last byte; the echo then ends its side after echoing
     // everything: both EOFs travel through the proxy.
