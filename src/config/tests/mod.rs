@@ -96,7 +96,7 @@ fn example_file_parses_to_what_its_comments_say() {
     assert_eq!(config.hosts.len(), 1);
     assert_eq!(config.hosts.get("srv11"), Some(&srv11));
 
-    let [smb, postgres, office] = config.forwards.as_slice() else {
+    let [smb, postgres, office, docker] = config.forwards.as_slice() else {
         panic!("{:?}", config.forwards)
     };
     assert_eq!(smb.name, "smb");
@@ -121,6 +121,11 @@ fn example_file_parses_to_what_its_comments_say() {
     assert_eq!(office.listen, sa("127.0.0.1:1080"));
     assert_eq!(office.target, ForwardTarget::Socks);
     assert_eq!(office.host, smb.host);
+
+    assert_eq!(docker.name, "docker");
+    let path = PathBuf::from("/home/vit/.docker-srv11.sock");
+    assert_eq!(docker.listen, Listen::Unix { path, mode: 0o600 });
+    assert_eq!(docker.target.to_string(), "/var/run/docker.sock");
     assert_eq!(config.source.as_deref(), Some(Path::new(FILE)));
 }
 
