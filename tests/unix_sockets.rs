@@ -298,3 +298,53 @@ async fn a_stale_socket_is_replaced_but_a_live_one_or_a_regular_file_is_refused(
     );
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_removes_a_dropped_forwards_socket_file_and_applies_a_changed_mode() {
+    let sshd = TestSshd::start();
+    let dir = temp_dir();
+    let echo = DataServer::echo().await;
+    let target = echo.addr().to_string();
+    let (kept, dropped, added) = (
+        dir.path().join("kept.sock"),
+        dir.path().join("dropped.sock"),
+        dir.path().join("added.sock"),
+    );
+    let forward = |name: &str, path: &Path, mode: &str| {
+        format!(
+            "\n[[forward]]\nname = {name:?}\nlisten = {:?}\nlisten_mode = {mode:?}\n\
+             host = \"test\"\ntarget = {target:?}\n",
+            path_str(path)
+        )
+    };
+    let ssh_config = format!("ssh_config = {:?}\n", path_str(&sshd.ssh_config_path()));
+    let daemon = TestDaemon::start(format!(
+        "{ssh_config}{}{}",
+        forward("kept", &kept, "0600"),
+        forward("dropped", &dropped, "0600")
+    ));
+    daemon.wait_for_log_count("listening", 2, TIMEOUT).await;
+
+    daemon.write_config(&format!(
+        "{ssh_config}{}{}",
+        forward("kept", &kept, "0660"),
+        forward("added", &added, "0600")
+    ));
+    let reload = daemon.cli(["reload"]);
+    assert!(reload.status.success(), "reload: {reload:?}");
+
+    assert!(
+        !dropped.exists(),
+        "the removed forward's socket file is still there"
+    );
+    assert_eq!(mode_of(&kept), 0o660, "the changed listen_mode");
+    for path in [&kept, &added] {
+        let mut client = UnixStream::connect(path)
+            .await
+            .expect("connect after reload");
+        client.write_all(b"ping").await.unwrap();
+        let mut reply = [0; 4];
+        client.read_exact(&mut reply).await.unwrap();
+        assert_eq!(&reply, b"ping", "{}", path.display());
+    }
+}
