@@ -1,10 +1,10 @@
 //! Copying one accepted socket over its SSH channel: byte-exact both ways, with half-close
-//! carried both ways, an explicit channel close at the end, and a reset (RST) for the local
-//! client whenever the transfer is cut, so a client never mistakes a cut for a clean end.
+//! carried both ways, an explicit channel close at the end, and a reset (RST; a plain close
+//! for a Unix socket, which has no reset) for the local client whenever the transfer is cut, so
+//! a TCP client never mistakes a cut for a clean end.
 
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use std::collections::VecDeque;
 use std::io::IoSlice;
@@ -12,10 +12,9 @@ use std::io::IoSlice;
 use bytes::{Buf, Bytes, BytesMut};
 use russh::client::Msg;
 use russh::{Channel, ChannelMsg};
-use socket2::SockRef;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::net::tcp::{ReadHalf, WriteHalf};
+
+use crate::local::{LocalStream, ReadHalf, WriteHalf};
 
 /// Read size from the local socket; one SSH packet carries at most ~64 KiB.
 const READ_CHUNK: usize = 64 * 1024;
@@ -73,7 +72,7 @@ pub enum ForwardError {
 /// (session death, forced shutdown) with its reason. On any error the local socket is reset.
 /// Every byte moved is also added to each of `meters` as it goes.
 pub async fn forward(
-    mut local: TcpStream,
+    mut local: LocalStream,
     channel: Channel<Msg>,
     meters: &[&Traffic],
     cut: impl Future<Output = &'static str>,
@@ -93,16 +92,10 @@ pub async fn forward(
     match result {
         Ok(()) => Ok(moved),
         Err(e) => {
-            reset(&local);
+            local.reset();
             Err(e)
         }
     }
-}
-
-/// Closes `stream` with RST instead of FIN once dropped.
-pub fn reset(stream: &TcpStream) {
-    // Failure to set linger leaves a FIN close; nothing better is possible then.
-    let _ = SockRef::from(stream).set_linger(Some(Duration::ZERO));
 }
 
 async fn copy_both_ways(
@@ -119,11 +112,7 @@ async fn copy_both_ways(
         loop {
             // Allocate only once data is waiting, so an idle connection holds no buffer; the
             // filled buffer is handed to russh whole.
-            local_read
-                .as_ref()
-                .readable()
-                .await
-                .map_err(ForwardError::Local)?;
+            local_read.readable().await.map_err(ForwardError::Local)?;
             let mut buf = BytesMut::with_capacity(READ_CHUNK);
             let n = local_read
                 .read_buf(&mut buf)

@@ -1,7 +1,8 @@
 //! lazytunnel: a daemon that listens on local ports and forwards each accepted connection over
 //! a lazily opened, shared, self-healing SSH session (one per host), as `ssh -L` would.
 //!
-//! The path of an accepted socket: [`listener`] accepts it → [`session`] leases a channel on
+//! The path of an accepted socket: [`listener`] accepts it (a TCP or Unix stream, see
+//! [`local`]) → [`session`] leases a channel on
 //! the host's session (opening it via [`client`] and [`auth`] if needed, verified by
 //! [`known_hosts`]; through a jump host over a `session::jump` hop) → [`forward`] copies bytes
 //! both ways until both sides are done. A SOCKS forward first reads the client's destination
@@ -25,6 +26,7 @@ pub mod instance;
 pub mod known_hosts;
 pub mod limits;
 pub mod listener;
+pub mod local;
 pub mod manual;
 pub mod memory;
 pub mod netwatch;

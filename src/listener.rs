@@ -1,58 +1,66 @@
-//! Local listeners: binding each forward's address, and the accept loop that hands every
-//! accepted socket to its own connection task, counting what each forward carries.
+//! Local listeners: binding each forward's address or socket path, and the accept loop that
+//! hands every accepted socket to its own connection task, counting what each forward carries.
 
 use std::borrow::Cow;
 use std::io;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
-use crate::config::{Forward, ForwardTarget, Limits};
+use crate::config::{Endpoint, Forward, ForwardTarget, Limits, Listen};
 use crate::forward::{self, ForwardError, Traffic};
+use crate::local::{Listener, LocalStream, Peer, StdListener, bind_unix};
 use crate::session::{OpenError, SessionManager};
 use crate::socks::{self, Failure, Request};
 
 /// A forward with its bound listening socket.
 pub struct BoundForward {
     pub forward: Forward,
-    pub listener: TcpListener,
+    pub listener: Listener,
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("cannot listen on {addr} for forward {name:?}: {error}")]
+#[error("cannot listen on {listen} for forward {name:?}: {error}")]
 pub struct BindError {
     pub name: String,
-    pub addr: SocketAddr,
+    pub listen: Listen,
     pub error: io::Error,
 }
 
-/// Binds a forward's listen address, before the async runtime exists (so that it can happen
-/// before detaching). The socket is non-blocking, ready for [`BoundForward::from_std`].
-pub fn bind_std(forward: &Forward) -> Result<std::net::TcpListener, BindError> {
+/// Binds a forward's listen address or socket path, before the async runtime exists (so that
+/// it can happen before detaching). The socket is non-blocking, ready for
+/// [`BoundForward::from_std`].
+pub fn bind_std(forward: &Forward) -> Result<StdListener, BindError> {
     let error = |error| BindError {
         name: forward.name.clone(),
-        addr: forward.listen,
+        listen: forward.listen.clone(),
         error,
     };
-    let listener = std::net::TcpListener::bind(forward.listen).map_err(error)?;
-    listener.set_nonblocking(true).map_err(error)?;
-    Ok(listener)
+    match &forward.listen {
+        Listen::Tcp(addr) => {
+            let listener = std::net::TcpListener::bind(addr).map_err(error)?;
+            listener.set_nonblocking(true).map_err(error)?;
+            Ok(StdListener::Tcp(listener))
+        }
+        Listen::Unix { path, mode } => {
+            let (listener, file) = bind_unix(path, *mode).map_err(error)?;
+            Ok(StdListener::Unix(listener, Some(file)))
+        }
+    }
 }
 
 impl BoundForward {
     /// Registers a non-blocking listener with the runtime; call inside it.
-    pub fn from_std(forward: Forward, listener: std::net::TcpListener) -> io::Result<Self> {
+    pub fn from_std(forward: Forward, listener: StdListener) -> io::Result<Self> {
         Ok(BoundForward {
             forward,
-            listener: TcpListener::from_std(listener)?,
+            listener: Listener::from_std(listener)?,
         })
     }
 }
@@ -135,13 +143,10 @@ pub async fn accept_loop(
     ctx: ConnectionContext,
     stats: Arc<ForwardStats>,
     stop: CancellationToken,
-) -> TcpListener {
+) -> Listener {
     let BoundForward { forward, listener } = bound;
     let forward = Arc::new(forward);
-    let local = listener
-        .local_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_default();
+    let local = listener.listen(&forward.listen);
     info!(forward = %forward.name, listen = %local, host = %forward.host, target = %forward.target, "listening");
     let mut backoff = AcceptBackoff::default();
     loop {
@@ -197,13 +202,13 @@ pub async fn accept_loop(
 }
 
 async fn handle_connection(
-    mut stream: TcpStream,
-    peer: SocketAddr,
+    mut stream: LocalStream,
+    peer: Peer,
     forward: &Forward,
     ctx: &ConnectionContext,
     stats: &ForwardStats,
 ) {
-    let _ = stream.set_nodelay(true);
+    stream.set_nodelay();
     debug!(target = %forward.target, "accepted");
     // A SOCKS client names its destination first, and hears back how the channel open went.
     let (target, request) = match &forward.target {
@@ -212,13 +217,15 @@ async fn handle_connection(
             let Some(request) = socks_request(&mut stream, ctx).await else {
                 return;
             };
-            (Cow::Owned(request.target.clone()), Some(request))
+            let target = Endpoint::Tcp(request.target.clone());
+            (Cow::Owned(target), Some(request))
         }
     };
+    let originator = peer.originator();
     let opened = tokio::select! {
-        lease = ctx.sessions.open_channel(&forward.host, &target, peer) => lease,
+        lease = ctx.sessions.open_channel(&forward.host, &target, originator) => lease,
         () = ctx.cut_connections.cancelled() => {
-            forward::reset(&stream);
+            stream.reset();
             return;
         }
     };
@@ -254,11 +261,11 @@ async fn handle_connection(
 
 /// Reads a SOCKS client's request; `None` once the client has been answered (if the protocol
 /// has an answer) and should be closed, or the daemon is cutting connections.
-async fn socks_request(stream: &mut TcpStream, ctx: &ConnectionContext) -> Option<Request> {
+async fn socks_request(stream: &mut LocalStream, ctx: &ConnectionContext) -> Option<Request> {
     let accepted = tokio::select! {
         accepted = socks::accept(stream) => accepted,
         () = ctx.cut_connections.cancelled() => {
-            forward::reset(stream);
+            stream.reset();
             return None;
         }
     };
@@ -281,7 +288,7 @@ async fn socks_request(stream: &mut TcpStream, ctx: &ConnectionContext) -> Optio
 /// Ends a connection whose channel could not be opened: a SOCKS client is told why, then
 /// closed (FIN, so that it reads the reply); any other client is reset.
 async fn refuse(
-    mut stream: TcpStream,
+    mut stream: LocalStream,
     request: Option<Request>,
     error: &OpenError,
     stats: &ForwardStats,
@@ -303,7 +310,7 @@ async fn refuse(
             let _ = request.refuse(&mut stream, failure).await;
             let _ = stream.shutdown().await;
         }
-        None => forward::reset(&stream),
+        None => stream.reset(),
     }
 }
 

@@ -14,7 +14,7 @@ use common::log::LogFile;
 use common::sshd_files::SSH_CONFIG_TEMPLATE;
 use common::{
     DataServer, Mode, TIMEOUT, TestDaemon, TestSshd, deterministic_bytes, holds_throughout,
-    refusing_port, send_signal, wait_for_exit, wait_for_exit_blocking, write_file,
+    path_str, refusing_port, send_signal, wait_for_exit, wait_for_exit_blocking, write_file,
 };
 use forwarding_support::{
     Forward, PROMPTLY, assert_reset, assert_same_bytes, config_text, connect, connect_and_drain,
@@ -322,6 +322,43 @@ async fn ad_hoc_run_serves_dash_l_and_dash_d_forwards_together() {
     echo_once(&mut through_local, b"through -L").await;
 
     assert_eq!(sshd.established_connections(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ad_hoc_run_serves_a_local_socket_to_a_socket_on_the_server() {
+    let sshd = TestSshd::start();
+    let dir = tempfile::Builder::new()
+        .prefix("lt-adhoc-")
+        .tempdir_in("/tmp")
+        .expect("temp dir");
+    let remote = dir.path().join("remote.sock");
+    let server = tokio::net::UnixListener::bind(&remote).expect("bind the remote socket");
+    let echo = tokio::spawn(async move {
+        while let Ok((mut stream, _)) = server.accept().await {
+            tokio::spawn(async move {
+                let (mut read, mut write) = stream.split();
+                let _ = tokio::io::copy(&mut read, &mut write).await;
+            });
+        }
+    });
+    let local = dir.path().join("local.sock");
+    let spec = format!("{}:{}", path_str(&local), path_str(&remote));
+    let daemon = AdHocDaemon::start(
+        &sshd.render(SSH_CONFIG_TEMPLATE),
+        &["-L", &spec, "test"],
+        &[],
+    );
+    daemon
+        .log
+        .wait_for_count("daemon", "listening", 1, TIMEOUT)
+        .await;
+
+    let mut client = tokio::net::UnixStream::connect(&local)
+        .await
+        .expect("connect to the -L socket");
+    echo_once(&mut client, b"socket to socket").await;
+    assert_eq!(sshd.established_connections(), 1);
+    echo.abort();
 }
 
 /// `lazytunnel run --foreground ARGS` with no config file, its `HOME` a temp dir whose

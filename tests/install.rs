@@ -19,7 +19,9 @@ use service_support::Setup;
 const CONFIG: &str = "ssh_config = \"/dev/null\"\nexit_when_idle = \"10m\"\n\
     [[forward]]\nname = \"smb\"\nlisten = \"127.0.0.1:4445\"\nhost = \"srv\"\ntarget = \"localhost:445\"\n\
     [[forward]]\nlisten = \"[::1]:5432\"\nhost = \"srv\"\ntarget = \"db:5432\"\n\
-    [[forward]]\nname = \"proxy\"\nlisten = \"1080\"\nhost = \"srv\"\nsocks = true\n";
+    [[forward]]\nname = \"proxy\"\nlisten = \"1080\"\nhost = \"srv\"\nsocks = true\n\
+    [[forward]]\nname = \"docker\"\nlisten = \"/tmp/lt docker.sock\"\nlisten_mode = \"0660\"\n\
+    host = \"srv\"\ntarget = \"/var/run/docker.sock\"\n";
 
 /// A setup whose config sits in a directory named `a b&c<d>%h$x`.
 fn setup() -> (Setup, std::path::PathBuf) {
@@ -171,6 +173,9 @@ fn launchd_socket_activated_plist_has_a_socket_per_forward_named_after_it() {
         ("proxy.SockServiceName", "1080"),
         ("proxy.SockFamily", "IPv4"),
         ("proxy.SockType", "stream"),
+        ("docker.SockPathName", "/tmp/lt docker.sock"),
+        ("docker.SockPathMode", "432"),
+        ("docker.SockType", "stream"),
     ]);
     assert_eq!(sockets, expected);
 }
@@ -246,8 +251,14 @@ fn systemd_socket_activated_units_list_every_forward_and_pass_verification() {
     );
     assert_eq!(
         keys(socket, "ListenStream"),
-        ["127.0.0.1:4445", "[::1]:5432", "127.0.0.1:1080"]
+        [
+            "127.0.0.1:4445",
+            "[::1]:5432",
+            "127.0.0.1:1080",
+            "/tmp/lt docker.sock"
+        ]
     );
+    assert_eq!(keys(socket, "SocketMode"), ["0660"]);
     assert_eq!(keys(socket, "WantedBy"), ["sockets.target"]);
     assert_eq!(
         keys(socket, "FileDescriptorName"),

@@ -8,6 +8,7 @@ mod common;
 mod forwarding_support;
 mod service_support;
 
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
@@ -16,7 +17,7 @@ use common::{
 use forwarding_support::{
     Forward, config_text, connect, daemon_builder, echo_once, round_trip, socks5_connect,
 };
-use service_support::{Setup, refused};
+use service_support::{Running, Setup, refused};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Sessions close after 1 s idle, and the daemon exits 1 s after that.
@@ -241,4 +242,64 @@ async fn under_systemd_it_reports_ready_with_a_status_line_once_it_listens() {
     let mut client = forward.connect().await;
     echo_once(&mut client, b"ready").await;
     drop(daemon);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unix_socket_is_socket_activated_matched_by_its_path_and_its_file_left_to_the_manager() {
+    let sshd = TestSshd::start();
+    let echo = DataServer::echo().await;
+    let dir = tempfile::Builder::new()
+        .prefix("lt-act-")
+        .tempdir_in("/tmp")
+        .expect("temp dir");
+    let path = dir.path().join("echo.sock");
+    let path_text = common::path_str(&path);
+    let setup = Setup::new(&format!(
+        "ssh_config = {:?}\n{IDLE_SETTINGS}\n[[forward]]\nname = \"echo\"\n\
+         listen = {path_text:?}\nhost = \"test\"\ntarget = \"{}\"\n",
+        common::path_str(&sshd.ssh_config_path()),
+        echo.addr()
+    ));
+    let mut command = Command::new("systemd-socket-activate");
+    // A name no forward has, as in the unit `install` writes: matched by path.
+    command
+        .arg(format!("--listen={path_text}"))
+        .arg("--fdname=lazytunnel+by-address");
+    for (key, value) in setup.sandbox.vars() {
+        let mut setenv = std::ffi::OsString::from("--setenv=");
+        setenv.push(key);
+        setenv.push("=");
+        setenv.push(value);
+        command.arg(setenv);
+    }
+    let child = command
+        .args(setup.run_args())
+        .stdin(Stdio::null())
+        .stdout(setup.log.stdio())
+        .stderr(setup.log.stdio())
+        .spawn()
+        .expect("systemd-socket-activate (Debian package systemd) must be installed");
+    let mut daemon = Running::new(child, &setup.log);
+    setup
+        .log
+        .wait_for_count("activator", "Listening on", 1, TIMEOUT)
+        .await;
+
+    let mut client = tokio::net::UnixStream::connect(&path)
+        .await
+        .expect("connect to the activator's socket");
+    echo_once(&mut client, b"through an inherited Unix socket").await;
+    setup
+        .log
+        .wait_for_count("daemon", "inherited socket", 1, TIMEOUT)
+        .await;
+    drop(client);
+
+    let status = daemon.wait_for_exit(TIMEOUT).await;
+    assert!(status.success(), "exit status {status}");
+    assert!(setup.log.contents().contains("forward=echo"));
+    assert!(
+        path.exists(),
+        "the daemon removed the socket manager's file"
+    );
 }

@@ -4,31 +4,30 @@
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fmt;
-use std::net::SocketAddr;
 
+use super::dynamic::parse_dynamic_forward_with;
+use super::local_forward::parse_local_forward_with;
 use super::{
     Clash, Config, ConfigError, DEFAULT_SSH_CONFIG, Defaults, Forward, ForwardTarget, HostSpec,
-    Limits, derived_name, find_clash, is_loopback, parse_dynamic_forward, parse_local_forward,
-    paths,
+    Limits, Listen, derived_name, find_clash, paths,
 };
 
 /// One forward argument of an ad-hoc run.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum AdHocSpec<'a> {
-    /// `-L [BIND:]PORT:HOST:HOSTPORT`
+    /// `-L [BIND:]PORT:HOST:HOSTPORT`, or a form with a socket path on either end
     Local(&'a str),
-    /// `-D [BIND:]PORT`
+    /// `-D [BIND:]PORT` or `-D /PATH`
     Dynamic(&'a str),
 }
 
 impl AdHocSpec<'_> {
-    fn parse(self) -> Result<(SocketAddr, ForwardTarget), ConfigError> {
+    fn parse(self, home: Option<&OsStr>) -> Result<(Listen, ForwardTarget), ConfigError> {
         match self {
-            AdHocSpec::Local(spec) => {
-                parse_local_forward(spec).map(|(listen, t)| (listen, ForwardTarget::Fixed(t)))
-            }
+            AdHocSpec::Local(spec) => parse_local_forward_with(spec, home)
+                .map(|(listen, t)| (listen, ForwardTarget::Fixed(t))),
             AdHocSpec::Dynamic(spec) => {
-                parse_dynamic_forward(spec).map(|listen| (listen, ForwardTarget::Socks))
+                parse_dynamic_forward_with(spec, home).map(|listen| (listen, ForwardTarget::Socks))
             }
         }
     }
@@ -74,8 +73,8 @@ pub(super) fn ad_hoc_with<'a>(
     }
     let mut forwards = Vec::with_capacity(specs.len());
     for spec in &specs {
-        let (listen, target) = spec.parse()?;
-        if !is_loopback(&listen) {
+        let (listen, target) = spec.parse(home)?;
+        if !listen.is_local() {
             return Err(spec.error(format!(
                 "{listen} is not a loopback address: listening there would expose the \
                  tunnel to the network; to allow that, use a config file and set \

@@ -1,11 +1,9 @@
 //! The address syntaxes of forwards: `listen`, `host` (`[user@]host[:port]`), `target`
-//! (`host:port`) and OpenSSH's `-L [BIND:]PORT:HOST:HOSTPORT`.
+//! (`host:port`), and the fields of OpenSSH's `-L` and `-D` (see `local_forward`).
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::str::FromStr;
-
-use super::ConfigError;
 
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 /// Longest host name or user we accept (DNS names are at most 253 characters).
@@ -109,37 +107,6 @@ pub(crate) fn parse_listen(s: &str) -> Result<SocketAddr, String> {
     Ok(addr)
 }
 
-/// Parses an OpenSSH `-L` spec, `[BIND:]PORT:HOST:HOSTPORT`.
-///
-/// BIND defaults to 127.0.0.1; `localhost` means 127.0.0.1 and `*` or an empty BIND means
-/// 0.0.0.0. IPv6 addresses go in brackets. Whether a non-loopback BIND is allowed is the
-/// caller's decision (see [`is_loopback`]).
-pub fn parse_local_forward(spec: &str) -> Result<(SocketAddr, Target), ConfigError> {
-    local_forward(spec).map_err(|message| ConfigError::LocalForward {
-        spec: spec.to_owned(),
-        message,
-    })
-}
-
-fn local_forward(spec: &str) -> Result<(SocketAddr, Target), String> {
-    let fields = split_fields(spec)?;
-    let (bind, port, host, host_port) = match fields.as_slice() {
-        [port, host, host_port] => (None, port, host, host_port),
-        [bind, port, host, host_port] => (Some(*bind), port, host, host_port),
-        _ => return Err("expected [BIND:]PORT:HOST:HOSTPORT".into()),
-    };
-    let listen = SocketAddr::new(parse_bind(bind)?, parse_port(port)?);
-    let host = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-        Some(v6) => parse_v6(v6)?.to_string(),
-        None => check_host_name(host)?,
-    };
-    let target = Target {
-        host,
-        port: parse_port(host_port)?,
-    };
-    Ok((listen, target))
-}
-
 /// The BIND of `-L`/`-D`, as OpenSSH reads it: none or `localhost` is 127.0.0.1, `*` or empty
 /// is 0.0.0.0, an IPv6 address goes in brackets.
 pub(super) fn parse_bind(bind: Option<&str>) -> Result<IpAddr, String> {
@@ -153,30 +120,6 @@ pub(super) fn parse_bind(bind: Option<&str>) -> Result<IpAddr, String> {
             })?,
         },
     })
-}
-
-/// Splits on `:` outside `[...]`, keeping the brackets in the fields.
-pub(super) fn split_fields(s: &str) -> Result<Vec<&str>, String> {
-    let mut fields = Vec::new();
-    let mut start = 0;
-    let mut in_brackets = false;
-    for (i, c) in s.char_indices() {
-        match c {
-            '[' if !in_brackets => in_brackets = true,
-            ']' if in_brackets => in_brackets = false,
-            '[' | ']' => return Err("unbalanced `[` `]`".into()),
-            ':' if !in_brackets => {
-                fields.push(s.get(start..i).unwrap_or_default());
-                start = i + 1;
-            }
-            _ => {}
-        }
-    }
-    if in_brackets {
-        return Err("unbalanced `[` `]`".into());
-    }
-    fields.push(s.get(start..).unwrap_or_default());
-    Ok(fields)
 }
 
 /// Splits `host[:port]` or `[v6][:port]`, validating the host part.
@@ -360,44 +303,6 @@ mod tests {
         }
         for no in ["0.0.0.0:1", "[::]:1", "192.168.1.1:1", "[2001:db8::1]:1"] {
             assert!(!is_loopback(&sa(no)), "{no}");
-        }
-    }
-
-    #[test]
-    fn local_forward_good_forms() {
-        let cases = [
-            ("8080:db:5432", "127.0.0.1:8080", "db:5432"),
-            ("localhost:8080:db:5432", "127.0.0.1:8080", "db:5432"),
-            ("127.0.0.2:8080:db:5432", "127.0.0.2:8080", "db:5432"),
-            ("*:8080:db:5432", "0.0.0.0:8080", "db:5432"),
-            (":8080:db:5432", "0.0.0.0:8080", "db:5432"),
-            ("[::1]:8080:[::1]:5432", "[::1]:8080", "[::1]:5432"),
-            ("4445:localhost:445", "127.0.0.1:4445", "localhost:445"),
-        ];
-        for (spec, listen, target) in cases {
-            let (l, t) = parse_local_forward(spec).unwrap();
-            assert_eq!((l, t.to_string().as_str()), (sa(listen), target), "{spec}");
-        }
-    }
-
-    #[test]
-    fn local_forward_bad_forms_name_the_argument() {
-        for bad in [
-            "8080",
-            "8080:db",
-            "0:db:80",
-            "8080:db:0",
-            "8080:db:65536",
-            "x:8080:db:80",
-            "a:b:8080:db:80",
-            "[::1:8080:db:80",
-            "8080:[nope]:80",
-            "::1:8080:db:80",
-            "8080::80",
-            "host.example:8080:db:80",
-        ] {
-            let err = parse_local_forward(bad).unwrap_err().to_string();
-            assert!(err.contains(&format!("{bad:?}")), "{bad}: {err}");
         }
     }
 }

@@ -14,12 +14,13 @@ use toml::Spanned;
 use tracing::warn;
 
 use super::addr::{self, parse_listen};
+use super::endpoint::{DEFAULT_LISTEN_MODE, local_path, parse_mode};
 use super::error::Position;
 use super::paths::{expand_tilde_with, resolve};
 use super::{
     Clash, Config, ConfigError, DEFAULT_SSH_CONFIG, Defaults, Forward, ForwardTarget, HostOverride,
-    HostSpec, Limits, StrictHostKeyChecking, WindowSize, check_name, check_timer, derived_name,
-    find_clash, is_loopback, parse_buffer_size, parse_duration,
+    HostSpec, Limits, Listen, StrictHostKeyChecking, WindowSize, check_name, check_timer,
+    derived_name, find_clash, parse_buffer_size, parse_duration,
 };
 
 #[derive(Deserialize)]
@@ -68,6 +69,8 @@ struct RawHost {
 struct RawForward {
     name: Option<Spanned<String>>,
     listen: Spanned<String>,
+    /// Only for a Unix socket `listen`: its permission bits, octal.
+    listen_mode: Option<Spanned<String>>,
     host: Spanned<String>,
     /// Exactly one of `target` and `socks = true`.
     target: Option<Spanned<String>>,
@@ -345,10 +348,36 @@ impl Cx<'_> {
             .map_err(|problem| self.bad(key, value, problem))
     }
 
+    /// `listen`: an address, or (containing `/`) a local socket path with its `listen_mode`.
+    fn listen(&self, raw: &RawForward) -> Result<Listen, ConfigError> {
+        let value = raw.listen.get_ref();
+        if !value.contains('/') {
+            if let Some(mode) = &raw.listen_mode {
+                return Err(self.bad(
+                    "listen_mode",
+                    mode,
+                    format!(
+                        "applies only to a Unix socket, and this forward listens on a port                          ({value:?}); remove `listen_mode`, or make `listen` an absolute path"
+                    ),
+                ));
+            }
+            return parse_listen(value)
+                .map(Listen::Tcp)
+                .map_err(|p| self.bad("listen", &raw.listen, p));
+        }
+        let path = local_path(value, self.home).map_err(|p| self.bad("listen", &raw.listen, p))?;
+        let mode = match &raw.listen_mode {
+            Some(mode) => {
+                parse_mode(mode.get_ref()).map_err(|p| self.bad("listen_mode", mode, p))?
+            }
+            None => DEFAULT_LISTEN_MODE,
+        };
+        Ok(Listen::Unix { path, mode })
+    }
+
     fn forward(&self, raw: &RawForward) -> Result<Placed, ConfigError> {
-        let listen =
-            parse_listen(raw.listen.get_ref()).map_err(|p| self.bad("listen", &raw.listen, p))?;
-        if !is_loopback(&listen) && !raw.allow_non_loopback {
+        let listen = self.listen(raw)?;
+        if !listen.is_local() && !raw.allow_non_loopback {
             return Err(self.bad(
                 "listen",
                 &raw.listen,
@@ -388,7 +417,8 @@ impl Cx<'_> {
         })
     }
 
-    /// `target = "HOST:PORT"` or `socks = true`, never both, never neither.
+    /// `target = "HOST:PORT"` (or a path on the server) or `socks = true`, never both, never
+    /// neither.
     fn target(&self, raw: &RawForward) -> Result<ForwardTarget, ConfigError> {
         let socks = raw.socks.as_ref().filter(|s| *s.get_ref());
         match (&raw.target, socks) {
@@ -407,8 +437,9 @@ impl Cx<'_> {
             (None, None) => Err(self.bad(
                 "listen",
                 &raw.listen,
-                "this [[forward]] needs `target = \"HOST:PORT\"`, or `socks = true` for a \
-                 SOCKS proxy (like ssh -D)",
+                "this [[forward]] needs `target = \"HOST:PORT\"` (or a socket path on the \
+                 server, `target = \"/run/app.sock\"`), or `socks = true` for a SOCKS proxy \
+                 (like ssh -D)",
             )),
         }
     }

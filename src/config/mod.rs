@@ -8,24 +8,27 @@
 mod ad_hoc;
 mod addr;
 mod dynamic;
+mod endpoint;
 mod error;
 mod file;
+mod local_forward;
 mod paths;
 #[cfg(test)]
 mod tests;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
 use ad_hoc::{AdHocSpec, ad_hoc_with};
 pub(crate) use addr::check_host_name;
-pub use addr::{HostSpec, Target, is_loopback, parse_local_forward};
+pub use addr::{HostSpec, Target, is_loopback};
 pub use dynamic::{ForwardTarget, parse_dynamic_forward};
+pub use endpoint::{DEFAULT_LISTEN_MODE, Endpoint, Listen};
 pub use error::{ConfigError, Position};
+pub use local_forward::parse_local_forward;
 pub use paths::expand_tilde;
 
 /// Used when the file has no `ssh_config` key, and for ad-hoc runs.
@@ -202,13 +205,14 @@ impl fmt::Display for StrictHostKeyChecking {
     }
 }
 
-/// One local port forwarded through an SSH server, like `ssh -L` (or `ssh -D` for SOCKS).
+/// One local port or Unix socket forwarded through an SSH server, like `ssh -L` (or `ssh -D`
+/// for SOCKS).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Forward {
     /// Unique, `[A-Za-z0-9._-]{1,255}`; see [`derived_name`] when not written.
     pub name: String,
-    /// Never port 0; loopback unless `allow_non_loopback`.
-    pub listen: SocketAddr,
+    /// Never port 0; loopback (or a Unix socket) unless `allow_non_loopback`.
+    pub listen: Listen,
     pub host: HostSpec,
     pub target: ForwardTarget,
     pub allow_non_loopback: bool,
@@ -327,8 +331,13 @@ fn check_timer(d: Duration) -> Result<Duration, String> {
 
 /// The name of a forward without `name`: the port for 127.0.0.1 (`"4445"`), else
 /// `ADDRESS_PORT` with IPv6 colons turned into `-` (`"0.0.0.0_8080"`, `"--1_5432"` for
-/// `[::1]:5432`). Distinct addresses always give distinct names.
-pub fn derived_name(listen: &SocketAddr) -> String {
+/// `[::1]:5432`); distinct addresses always give distinct names. A Unix socket's name is its
+/// path's (`"tmp_docker.sock"` for `/tmp/docker.sock`).
+pub fn derived_name(listen: &Listen) -> String {
+    let listen = match listen {
+        Listen::Tcp(addr) => addr,
+        Listen::Unix { path, .. } => return endpoint::name_of_path(path),
+    };
     if listen.ip() == std::net::Ipv4Addr::LOCALHOST {
         listen.port().to_string()
     } else {
@@ -362,15 +371,20 @@ enum Clash {
 
 /// The first pair of forwards `(earlier, later)` that cannot coexist. Addresses clash when
 /// the ports are equal and the IPs are equal or either is unspecified (0.0.0.0 or ::), as
-/// the second bind would fail.
+/// the second bind would fail; socket paths when they are equal.
 fn find_clash(forwards: &[Forward]) -> Option<(usize, usize, Clash)> {
+    let clash = |a: &Listen, b: &Listen| match (a, b) {
+        (Listen::Tcp(a), Listen::Tcp(b)) => {
+            a.port() == b.port()
+                && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+        }
+        _ => a.same_place(b),
+    };
     for (j, later) in forwards.iter().enumerate() {
-        let earlier = forwards.iter().take(j).position(|f| {
-            f.listen.port() == later.listen.port()
-                && (f.listen.ip() == later.listen.ip()
-                    || f.listen.ip().is_unspecified()
-                    || later.listen.ip().is_unspecified())
-        });
+        let earlier = forwards
+            .iter()
+            .take(j)
+            .position(|f| clash(&f.listen, &later.listen));
         if let Some(i) = earlier {
             return Some((i, j, Clash::Listen));
         }

@@ -1,34 +1,34 @@
 //! The running forwards: each one's accept loops, its own stop token (so a reload can stop one
 //! forward without touching the others) and its counters.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Forward;
+use crate::config::{Forward, Listen};
 use crate::control::protocol;
 use crate::listener::{self, BoundForward, ConnectionContext, ForwardStats};
+use crate::local::Listener;
 
 struct Running {
     forward: Forward,
-    listen: Vec<SocketAddr>,
+    listen: Vec<Listen>,
     stats: Arc<ForwardStats>,
     stop: CancellationToken,
-    loops: Vec<JoinHandle<TcpListener>>,
+    loops: Vec<JoinHandle<Listener>>,
 }
 
 /// A forward being stopped: await [`Stopping::listeners`] for its sockets back.
 pub(super) struct Stopping {
     pub forward: Forward,
-    loops: Vec<JoinHandle<TcpListener>>,
+    loops: Vec<JoinHandle<Listener>>,
 }
 
 impl Stopping {
-    /// Waits for the accept loops to end and returns their listeners, still bound.
-    pub async fn listeners(self) -> Vec<TcpListener> {
+    /// Waits for the accept loops to end and returns their listeners, still bound (a Unix
+    /// socket's file goes when its listener is dropped).
+    pub async fn listeners(self) -> Vec<Listener> {
         let mut listeners = Vec::new();
         for handle in self.loops {
             // A loop that panicked has dropped its listener: nothing to hand back.
@@ -52,8 +52,8 @@ impl Forwards {
         }
     }
 
-    /// The addresses `name` listens on now.
-    pub fn listening(&self, name: &str) -> Vec<SocketAddr> {
+    /// The addresses and socket paths `name` listens on now.
+    pub fn listening(&self, name: &str) -> Vec<Listen> {
         self.running
             .iter()
             .filter(|r| r.forward.name == name)
@@ -62,17 +62,12 @@ impl Forwards {
     }
 
     /// Starts accepting on `listeners` for `forward`, with fresh counters.
-    pub fn start(
-        &mut self,
-        forward: Forward,
-        listeners: Vec<TcpListener>,
-        ctx: &ConnectionContext,
-    ) {
+    pub fn start(&mut self, forward: Forward, listeners: Vec<Listener>, ctx: &ConnectionContext) {
         let stats = Arc::new(ForwardStats::default());
         let stop = ctx.stop_accepting.child_token();
         let listen = listeners
             .iter()
-            .filter_map(|l| l.local_addr().ok())
+            .map(|l| l.listen(&forward.listen))
             .collect();
         let loops = listeners
             .into_iter()

@@ -126,7 +126,7 @@ pub async fn run(setup: Setup) {
         cut_connections: CancellationToken::new(),
     };
     let mut forwards = Forwards::new();
-    let mut by_name: BTreeMap<String, Vec<tokio::net::TcpListener>> = BTreeMap::new();
+    let mut by_name: BTreeMap<String, Vec<crate::local::Listener>> = BTreeMap::new();
     for bound in listeners {
         by_name
             .entry(bound.forward.name.clone())

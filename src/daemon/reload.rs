@@ -64,7 +64,7 @@ mod tests {
     fn forward(name: &str, port: u16, target: &str) -> Forward {
         Forward {
             name: name.into(),
-            listen: format!("127.0.0.1:{port}").parse().unwrap(),
+            listen: crate::config::Listen::Tcp(format!("127.0.0.1:{port}").parse().unwrap()),
             host: "srv".parse().unwrap(),
             target: target.parse().unwrap(),
             allow_non_loopback: false,
@@ -117,17 +117,16 @@ mod tests {
 /// Applying a reload to the running daemon.
 mod apply {
     use std::collections::HashMap;
-    use std::net::SocketAddr;
 
     use anyhow::{Context, bail};
-    use tokio::net::TcpListener;
-    use tracing::info;
+    use tracing::{info, warn};
 
     use super::Plan;
-    use crate::config::Config;
+    use crate::config::{Config, Listen};
     use crate::daemon::{Daemon, resolve_hosts};
     use crate::instance::paths;
     use crate::listener::bind_std;
+    use crate::local::Listener;
 
     impl Daemon {
         /// Re-reads the config file and applies it as a difference (see the README). Everything
@@ -165,20 +164,20 @@ mod apply {
                 .map(String::as_str)
                 .chain(plan.changed.iter().map(|f| f.name.as_str()))
                 .collect();
-            let freed: Vec<SocketAddr> = {
+            let freed: Vec<Listen> = {
                 let forwards = self.forwards();
                 replaced
                     .iter()
                     .flat_map(|n| forwards.listening(n))
                     .collect()
             };
-            let mut fresh: HashMap<String, TcpListener> = HashMap::new();
+            let mut fresh: HashMap<String, Listener> = HashMap::new();
             for forward in plan.added.iter().chain(&plan.changed) {
-                if freed.contains(&forward.listen) {
+                if freed.iter().any(|l| l.same_place(&forward.listen)) {
                     continue;
                 }
                 let listener = bind_std(forward)?;
-                let listener = TcpListener::from_std(listener)
+                let listener = Listener::from_std(listener)
                     .with_context(|| format!("cannot register {}", forward.listen))?;
                 fresh.insert(forward.name.clone(), listener);
             }
@@ -188,14 +187,12 @@ mod apply {
                 let mut forwards = self.forwards();
                 replaced.iter().filter_map(|n| forwards.stop(n)).collect()
             };
-            let mut by_addr: HashMap<SocketAddr, Vec<TcpListener>> = HashMap::new();
+            // Inherited sockets may sit on other addresses than the configured one (launchd
+            // resolves names); they go with the configured address.
+            let mut by_addr: Vec<(Listen, Vec<Listener>)> = Vec::new();
             for stopped in stopping {
-                let configured = stopped.forward.listen;
-                for listener in stopped.listeners().await {
-                    // Inherited sockets may sit on other addresses than the configured one
-                    // (launchd resolves names); they go with the configured address.
-                    by_addr.entry(configured).or_default().push(listener);
-                }
+                let configured = stopped.forward.listen.clone();
+                by_addr.push((configured, stopped.listeners().await));
             }
             self.sessions.update_hosts(hosts);
             {
@@ -203,13 +200,19 @@ mod apply {
                 for forward in plan.added.iter().chain(&plan.changed) {
                     let listeners = match fresh.remove(&forward.name) {
                         Some(listener) => vec![listener],
-                        None => by_addr.remove(&forward.listen).unwrap_or_default(),
+                        None => take_place(&mut by_addr, &forward.listen),
                     };
+                    for listener in &listeners {
+                        if let Err(e) = listener.apply_mode(&forward.listen) {
+                            warn!(forward = %forward.name, "cannot change the socket's mode: {e}");
+                        }
+                    }
                     forwards.start(forward.clone(), listeners, &self.ctx);
                 }
                 forwards.sort_like(&new.forwards);
             }
-            // What is left in `by_addr` belonged to removed forwards: dropping it closes them.
+            // What is left in `by_addr` belonged to removed forwards: dropping it closes them
+            // (and removes the socket files this daemon created).
             drop(by_addr);
             *self.config() = new;
             let mut summary = format!("reloaded {}: {}", source.display(), plan.summary());
@@ -222,6 +225,17 @@ mod apply {
             info!("{summary}");
             Ok(summary)
         }
+    }
+
+    /// The listeners stopped forwards held at `listen`'s address or socket path.
+    fn take_place(by_addr: &mut [(Listen, Vec<Listener>)], listen: &Listen) -> Vec<Listener> {
+        let mut taken = Vec::new();
+        for (place, listeners) in by_addr.iter_mut() {
+            if place.same_place(listen) {
+                taken.append(listeners);
+            }
+        }
+        taken
     }
 
     /// Settings a running daemon cannot change: it keeps the old ones until restarted.

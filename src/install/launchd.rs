@@ -1,9 +1,9 @@
 //! The launchd agent plist, written as XML by hand (a dozen keys need no plist crate).
 
 use std::fmt::Write;
-use std::net::SocketAddr;
 
 use super::Job;
+use crate::config::Listen;
 
 /// The default `Label`, and so the plist's file name.
 pub const DEFAULT_LABEL: &str = "io.lazytunnel.agent";
@@ -59,9 +59,20 @@ pub fn render_plist(label: &str, job: &Job) -> String {
 }
 
 /// One listening socket; the address is always explicit, since launchd's default is every
-/// interface.
-fn socket(out: &mut String, listen: &SocketAddr) {
+/// interface. A Unix socket has its path and mode (launchd reads the mode as a number).
+fn socket(out: &mut String, listen: &Listen) {
     line(out, 2, "<dict>");
+    let listen = match listen {
+        Listen::Tcp(addr) => addr,
+        Listen::Unix { path, mode } => {
+            key_string(out, 3, "SockPathName", &path.to_string_lossy());
+            key(out, 3, "SockPathMode");
+            line(out, 3, &format!("<integer>{mode}</integer>"));
+            key_string(out, 3, "SockType", "stream");
+            line(out, 2, "</dict>");
+            return;
+        }
+    };
     key_string(out, 3, "SockNodeName", &super::node_name(listen));
     key_string(out, 3, "SockServiceName", &listen.port().to_string());
     let family = if listen.is_ipv4() { "IPv4" } else { "IPv6" };
@@ -106,7 +117,7 @@ mod tests {
     use super::*;
     use std::path::PathBuf;
 
-    fn job(sockets: Option<Vec<(String, SocketAddr)>>) -> Job {
+    fn job(sockets: Option<Vec<(String, Listen)>>) -> Job {
         Job {
             program: PathBuf::from("/opt/lazytunnel"),
             config: PathBuf::from("/home/v/a&b.toml"),
@@ -129,13 +140,34 @@ mod tests {
 
     #[test]
     fn socket_activated_agent_has_named_sockets_and_no_keepalive() {
-        let sockets = vec![("smb".to_string(), "127.0.0.1:4445".parse().unwrap())];
+        let sockets = vec![(
+            "smb".to_string(),
+            Listen::Tcp("127.0.0.1:4445".parse().unwrap()),
+        )];
         let plist = render_plist("x.y", &job(Some(sockets)));
         assert!(!plist.contains("KeepAlive"), "{plist}");
         assert!(!plist.contains("RunAtLoad"), "{plist}");
         let smb = "<key>smb</key>\n\t\t<dict>\n\t\t\t<key>SockNodeName</key>\n\t\t\t<string>127.0.0.1</string>";
         assert!(plist.contains(smb), "{plist}");
         assert!(plist.contains("<string>4445</string>"), "{plist}");
+    }
+
+    #[test]
+    fn a_unix_socket_has_its_path_and_mode() {
+        let docker = Listen::Unix {
+            path: "/Users/v/d&d.sock".into(),
+            mode: 0o600,
+        };
+        let plist = render_plist("x.y", &job(Some(vec![("docker".to_string(), docker)])));
+        assert!(
+            plist.contains("<key>SockPathName</key>\n\t\t\t<string>/Users/v/d&amp;d.sock</string>"),
+            "{plist}"
+        );
+        assert!(
+            plist.contains("<key>SockPathMode</key>\n\t\t\t<integer>384</integer>"),
+            "{plist}"
+        );
+        assert!(!plist.contains("SockNodeName"), "{plist}");
     }
 
     #[test]

@@ -14,7 +14,7 @@ use std::process::Command;
 
 use anyhow::{Context, anyhow, bail};
 
-use crate::config::Config;
+use crate::config::{Config, Listen};
 
 /// Which service manager to install for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,8 +41,8 @@ pub struct Job {
     pub config: PathBuf,
     /// Where launchd writes the daemon's stderr.
     pub log: PathBuf,
-    /// `(forward name, listen address)` when socket-activated.
-    pub sockets: Option<Vec<(String, SocketAddr)>>,
+    /// `(forward name, listen address or socket path)` when socket-activated.
+    pub sockets: Option<Vec<(String, Listen)>>,
 }
 
 impl Job {
@@ -124,7 +124,7 @@ pub fn install(request: &Request) -> anyhow::Result<()> {
         config
             .forwards
             .iter()
-            .map(|f| (f.name.clone(), f.listen))
+            .map(|f| (f.name.clone(), f.listen.clone()))
             .collect()
     });
     let job = Job {
@@ -229,6 +229,7 @@ fn launchd_plan(job: &Job, label: &str, home: &Path) -> anyhow::Result<Plan> {
 }
 
 fn systemd_plan(job: &Job) -> anyhow::Result<Plan> {
+    systemd::socket_mode(job).map_err(|e| anyhow!(e))?;
     let dir = systemd_dir()?;
     let mut files = vec![(dir.join(systemd::SERVICE), systemd::render_service(job))];
     let unit = match job.sockets {

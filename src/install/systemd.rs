@@ -3,6 +3,7 @@
 use std::fmt::Write;
 
 use super::Job;
+use crate::config::Listen;
 
 pub const SERVICE: &str = "lazytunnel.service";
 pub const SOCKET: &str = "lazytunnel.socket";
@@ -31,21 +32,54 @@ pub fn render_service(job: &Job) -> String {
     out
 }
 
+/// The one `SocketMode=` of the socket unit: systemd applies it to every Unix socket of a unit,
+/// so the forwards listening on one must agree on `listen_mode`. `None` without Unix sockets.
+pub fn socket_mode(job: &Job) -> Result<Option<u32>, String> {
+    let mut modes = job
+        .sockets
+        .iter()
+        .flatten()
+        .filter_map(|(name, listen)| match listen {
+            Listen::Unix { mode, .. } => Some((name, *mode)),
+            Listen::Tcp(_) => None,
+        });
+    let Some((first, mode)) = modes.next() else {
+        return Ok(None);
+    };
+    match modes.find(|(_, other)| *other != mode) {
+        Some((name, other)) => Err(format!(
+            "forwards {first:?} (listen_mode {mode:04o}) and {name:?} (listen_mode {other:04o}) \
+             differ, but a systemd socket unit gives all its Unix sockets one SocketMode: give \
+             them the same listen_mode, or install without --socket-activated"
+        )),
+        None => Ok(Some(mode)),
+    }
+}
+
 /// The socket unit: one `ListenStream=` per forward with its address written out (a bare port
-/// would listen on every interface). systemd gives every socket of a unit the same
-/// `FileDescriptorName`, so lazytunnel tells them apart by address; the name is one no forward
-/// can have (`+`), lest every socket go to a forward of that name.
+/// would listen on every interface), or its socket path, with `SocketMode=` (systemd's default
+/// is 0666). systemd gives every socket of a unit the same `FileDescriptorName`, so lazytunnel
+/// tells them apart by address or path; the name is one no forward can have (`+`), lest every
+/// socket go to a forward of that name.
 pub fn render_socket(job: &Job) -> String {
     let mut out = String::from(HEADER);
     out.push_str("[Unit]\nDescription=lazytunnel: listening sockets of its forwards\n\n[Socket]\n");
     for (name, listen) in job.sockets.iter().flatten() {
-        let node = super::node_name(listen);
-        let port = listen.port();
         let listen = match listen {
-            std::net::SocketAddr::V4(_) => format!("{node}:{port}"),
-            std::net::SocketAddr::V6(_) => format!("[{node}]:{port}"),
+            Listen::Tcp(addr) => {
+                let node = super::node_name(addr);
+                match addr {
+                    std::net::SocketAddr::V4(_) => format!("{node}:{}", addr.port()),
+                    std::net::SocketAddr::V6(_) => format!("[{node}]:{}", addr.port()),
+                }
+            }
+            // A path is not unescaped, but specifiers would be expanded.
+            Listen::Unix { path, .. } => path.to_string_lossy().replace('%', "%%"),
         };
         let _ = writeln!(out, "# forward {name}\nListenStream={listen}");
+    }
+    if let Ok(Some(mode)) = socket_mode(job) {
+        let _ = writeln!(out, "SocketMode={mode:04o}");
     }
     let _ = writeln!(out, "FileDescriptorName={FD_NAME}");
     out.push_str("\n[Install]\nWantedBy=sockets.target\n");
@@ -75,7 +109,7 @@ mod tests {
     use super::*;
     use std::path::PathBuf;
 
-    fn job(sockets: Option<Vec<(String, std::net::SocketAddr)>>) -> Job {
+    fn job(sockets: Option<Vec<(String, Listen)>>) -> Job {
         Job {
             program: PathBuf::from("/opt/lazytunnel"),
             config: PathBuf::from("/home/v/lt.toml"),
@@ -97,8 +131,11 @@ mod tests {
     #[test]
     fn a_socket_activated_service_is_started_by_its_socket() {
         let sockets = vec![
-            ("smb".to_string(), "127.0.0.1:4445".parse().unwrap()),
-            ("db".to_string(), "[::1]:5432".parse().unwrap()),
+            (
+                "smb".to_string(),
+                Listen::Tcp("127.0.0.1:4445".parse().unwrap()),
+            ),
+            ("db".to_string(), Listen::Tcp("[::1]:5432".parse().unwrap())),
         ];
         let service = render_service(&job(Some(sockets.clone())));
         assert!(
@@ -113,6 +150,44 @@ mod tests {
             .collect();
         assert_eq!(listens, ["127.0.0.1:4445", "[::1]:5432"]);
         assert!(socket.contains("\nWantedBy=sockets.target\n"), "{socket}");
+        assert!(!socket.contains("SocketMode"), "{socket}");
+    }
+
+    fn unix(path: &str, mode: u32) -> Listen {
+        Listen::Unix {
+            path: path.into(),
+            mode,
+        }
+    }
+
+    #[test]
+    fn a_unix_socket_listens_on_its_path_with_its_mode() {
+        let sockets = vec![
+            (
+                "docker".to_string(),
+                unix("/run/user/1000/d%ocker.sock", 0o660),
+            ),
+            (
+                "smb".to_string(),
+                Listen::Tcp("127.0.0.1:4445".parse().unwrap()),
+            ),
+        ];
+        let socket = render_socket(&job(Some(sockets)));
+        assert!(
+            socket.contains("\nListenStream=/run/user/1000/d%%ocker.sock\n"),
+            "{socket}"
+        );
+        assert!(socket.contains("\nSocketMode=0660\n"), "{socket}");
+    }
+
+    #[test]
+    fn unix_sockets_with_different_modes_cannot_share_a_unit() {
+        let sockets = vec![
+            ("a".to_string(), unix("/tmp/a.sock", 0o600)),
+            ("b".to_string(), unix("/tmp/b.sock", 0o660)),
+        ];
+        let err = socket_mode(&job(Some(sockets))).unwrap_err();
+        assert!(err.contains("\"a\"") && err.contains("0660"), "{err}");
     }
 
     #[test]
@@ -140,13 +215,13 @@ mod tests {
         // SAFETY: if_nametoindex reads the NUL-terminated name.
         let lo = unsafe { libc::if_nametoindex(c"lo".as_ptr()) };
         assert_ne!(lo, 0, "no interface lo");
-        let scoped = std::net::SocketAddrV6::new("fe80::1".parse().unwrap(), 4445, 0, lo);
-        let unit = render_socket(&job(Some(vec![("ll".into(), scoped.into())])));
-        assert!(unit.contains("ListenStream=[fe80::1%lo]:4445\n"), "{unit}");
-        let plist = super::super::launchd::render_plist(
-            "l",
-            &job(Some(vec![("ll".into(), scoped.into())])),
+        let scoped = Listen::Tcp(
+            std::net::SocketAddrV6::new("fe80::1".parse().unwrap(), 4445, 0, lo).into(),
         );
+        let unit = render_socket(&job(Some(vec![("ll".into(), scoped.clone())])));
+        assert!(unit.contains("ListenStream=[fe80::1%lo]:4445\n"), "{unit}");
+        let plist =
+            super::super::launchd::render_plist("l", &job(Some(vec![("ll".into(), scoped)])));
         assert!(plist.contains("<string>fe80::1%lo</string>"), "{plist}");
     }
 }

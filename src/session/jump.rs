@@ -20,7 +20,7 @@ use super::live::Carrier;
 use super::slot::HostSlot;
 use super::{OpenError, Shared};
 use crate::client::ConnectError;
-use crate::config::Target;
+use crate::config::{Endpoint, Target};
 use crate::ssh_config::HostConfig;
 
 /// `ssh -W` reports this originator for the channels it opens.
@@ -59,11 +59,11 @@ impl Shared {
 }
 
 /// Where the jump host's channel goes for `host`: its HostName and Port.
-fn hop_target(host: &HostConfig) -> Target {
-    Target {
+fn hop_target(host: &HostConfig) -> Endpoint {
+    Endpoint::Tcp(Target {
         host: host.host_name.clone(),
         port: host.port,
-    }
+    })
 }
 
 /// `host`'s attempt fails when its jump host cannot carry it; permanently if the jump host's

@@ -43,7 +43,7 @@ pub use monitor::watch_network;
 pub use status::{HostState, HostStatus};
 
 use crate::client::{ConnectError, Connection};
-use crate::config::{HostSpec, Target};
+use crate::config::{Endpoint, HostSpec};
 use crate::forward::Traffic;
 use crate::ssh_config::HostConfig;
 use live::ChannelCount;
@@ -211,12 +211,13 @@ impl SessionManager {
         hosts.slots.clone()
     }
 
-    /// Opens a direct-tcpip channel to `target` on `host`'s session, opening the session first
-    /// if there is none, and replacing it once if it turns out dead.
+    /// Opens a channel to `target` on `host`'s session (direct-tcpip, or direct-streamlocal for
+    /// a socket path), opening the session first if there is none, and replacing it once if it
+    /// turns out dead.
     pub async fn open_channel(
         &self,
         host: &HostSpec,
-        target: &Target,
+        target: &Endpoint,
         originator: SocketAddr,
     ) -> Result<Lease, OpenError> {
         let slot = self

@@ -18,7 +18,7 @@ use super::{
     Connecting, Lease, OPEN_PROBE_AFTER, OpenError, PROBE_DEADLINE, SESSIONS_PER_CONNECTION, Shared,
 };
 use crate::client::ConnectError;
-use crate::config::Target;
+use crate::config::Endpoint;
 use crate::memory;
 
 /// What a connection does next, decided under the slot's lock.
@@ -34,7 +34,7 @@ impl Shared {
     pub(super) async fn open_on(
         &self,
         slot: &Arc<HostSlot>,
-        target: &Target,
+        target: &Endpoint,
         originator: SocketAddr,
     ) -> Result<Lease, OpenError> {
         let host = &slot.config().spec;
@@ -45,12 +45,24 @@ impl Shared {
         for _ in 0..SESSIONS_PER_CONNECTION {
             let (session, count) = self.lease_session(slot).await?;
             let started = Instant::now();
-            let opening = session.conn.handle.channel_open_direct_tcpip(
-                target.host.clone(),
-                u32::from(target.port),
-                originator.ip().to_string(),
-                u32::from(originator.port()),
-            );
+            let handle = &session.conn.handle;
+            let opening = async {
+                match target {
+                    Endpoint::Tcp(target) => {
+                        handle
+                            .channel_open_direct_tcpip(
+                                target.host.clone(),
+                                u32::from(target.port),
+                                originator.ip().to_string(),
+                                u32::from(originator.port()),
+                            )
+                            .await
+                    }
+                    Endpoint::Unix(path) => {
+                        handle.channel_open_direct_streamlocal(path.clone()).await
+                    }
+                }
+            };
             match open_or_probe(&session, opening).await {
                 Some(Ok(channel)) => {
                     return Ok(Lease {

@@ -1,42 +1,62 @@
 //! A forward's listening sockets: those a socket manager handed over (systemd, launchd), matched
-//! to forwards by name, else by address; every forward left without one is bound here.
+//! to forwards by name, else by address or socket path; every forward left without one is
+//! bound here.
 //!
 //! All of it runs before the async runtime starts and before detaching, so that a port in use
 //! or a bad environment reaches the user's terminal.
 
 use std::io;
-use std::net::{SocketAddr, TcpListener};
+use std::net::TcpListener;
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::net::UnixListener;
 
 use tracing::{info, warn};
 
 use super::InheritedSocket;
-use crate::config::{Forward, is_loopback};
+use crate::config::{DEFAULT_LISTEN_MODE, Forward, Listen};
 use crate::listener;
+use crate::local::StdListener;
 
 /// The listening sockets to serve, each with its forward; a forward may have several (launchd
 /// returns one per address a name resolves to).
 #[derive(Debug)]
 pub struct Listeners {
-    pub sockets: Vec<(Forward, TcpListener)>,
+    pub sockets: Vec<(Forward, StdListener)>,
     /// How many came from a socket manager.
     pub inherited: usize,
 }
 
 /// The index of the forward an inherited socket belongs to: the one named like it, else the
-/// one listening on its address.
+/// one listening on its address or socket path.
 pub fn match_forward(
     forwards: &[Forward],
     name: Option<&str>,
-    addr: Option<SocketAddr>,
+    place: Option<&Listen>,
 ) -> Option<usize> {
     name.and_then(|name| forwards.iter().position(|f| f.name == name))
-        .or_else(|| addr.and_then(|addr| forwards.iter().position(|f| f.listen == addr)))
+        .or_else(|| place.and_then(|p| forwards.iter().position(|f| f.listen.same_place(p))))
 }
 
-/// Checks that `fd` is a listening TCP socket, then makes it close-on-exec and non-blocking
-/// (systemd-socket-activate passes it blocking and inheritable; tokio needs non-blocking).
-pub fn adopt(fd: OwnedFd) -> io::Result<TcpListener> {
+/// Where an adopted socket listens; a Unix socket without a path (unnamed or abstract) has no
+/// place a forward can name.
+fn place_of(listener: &StdListener) -> Option<Listen> {
+    match listener {
+        StdListener::Tcp(l) => l.local_addr().ok().map(Listen::Tcp),
+        StdListener::Unix(l, _) => {
+            let addr = l.local_addr().ok()?;
+            let path = addr.as_pathname()?.to_path_buf();
+            Some(Listen::Unix {
+                path,
+                mode: DEFAULT_LISTEN_MODE,
+            })
+        }
+    }
+}
+
+/// Checks that `fd` is a listening TCP or Unix stream socket, then makes it close-on-exec and
+/// non-blocking (systemd-socket-activate passes it blocking and inheritable; tokio needs
+/// non-blocking).
+pub fn adopt(fd: OwnedFd) -> io::Result<StdListener> {
     let raw = fd.as_raw_fd();
     if sockopt(raw, libc::SO_TYPE)? != libc::SOCK_STREAM {
         return Err(io::Error::other("not a stream socket"));
@@ -51,11 +71,21 @@ pub fn adopt(fd: OwnedFd) -> io::Result<TcpListener> {
             return Err(io::Error::last_os_error());
         }
     }
-    let listener = TcpListener::from(fd);
-    // Fails for a Unix or UDP socket, which we cannot serve.
-    listener.local_addr()?;
-    listener.set_nonblocking(true)?;
-    Ok(listener)
+    let family = socket2::SockRef::from(&fd).local_addr()?.family();
+    match libc::c_int::from(family) {
+        libc::AF_INET | libc::AF_INET6 => {
+            let listener = TcpListener::from(fd);
+            listener.set_nonblocking(true)?;
+            Ok(StdListener::Tcp(listener))
+        }
+        libc::AF_UNIX => {
+            let listener = UnixListener::from(fd);
+            listener.set_nonblocking(true)?;
+            // Its file is the socket manager's, which keeps it for the next activation.
+            Ok(StdListener::Unix(listener, None))
+        }
+        _ => Err(io::Error::other("neither a TCP nor a Unix socket")),
+    }
 }
 
 fn sockopt(fd: libc::c_int, option: libc::c_int) -> io::Result<libc::c_int> {
@@ -86,7 +116,7 @@ fn sockopt(fd: libc::c_int, option: libc::c_int) -> io::Result<libc::c_int> {
 pub fn assign(
     forwards: &[Forward],
     inherited: Vec<InheritedSocket>,
-) -> anyhow::Result<Vec<(usize, TcpListener)>> {
+) -> anyhow::Result<Vec<(usize, StdListener)>> {
     let mut assigned = Vec::new();
     for InheritedSocket { fd, name, source } in inherited {
         let raw = fd.as_raw_fd();
@@ -98,18 +128,17 @@ pub fn assign(
                     fd = raw,
                     name = %shown,
                     %source,
-                    "inherited descriptor is not a listening TCP socket ({e}); closing it"
+                    "inherited descriptor is not a listening TCP or Unix socket ({e}); closing it"
                 );
                 continue;
             }
         };
-        let addr = listener.local_addr().ok();
-        let shown_addr = addr.map(|a| a.to_string()).unwrap_or_default();
-        match match_forward(forwards, name.as_deref(), addr) {
+        let place = place_of(&listener);
+        let shown_addr = place.as_ref().map(|a| a.to_string()).unwrap_or_default();
+        match match_forward(forwards, name.as_deref(), place.as_ref()) {
             Some(i) => {
                 let forward = &forwards[i];
-                if let Some(addr) = addr.filter(|a| !is_loopback(a) && !forward.allow_non_loopback)
-                {
+                if let Some(addr) = place.filter(|a| !a.is_local() && !forward.allow_non_loopback) {
                     anyhow::bail!(
                         "forward {:?}: the socket {source} passed (fd {raw}) listens on {addr}, \
                          which is not a loopback address: serving it would expose the forward to \
@@ -145,7 +174,7 @@ pub(crate) fn open_listeners(
     } else {
         inherited
     };
-    let mut by_forward: Vec<Vec<TcpListener>> = forwards.iter().map(|_| Vec::new()).collect();
+    let mut by_forward: Vec<Vec<StdListener>> = forwards.iter().map(|_| Vec::new()).collect();
     let mut count = 0;
     for (i, listener) in assign(forwards, inherited)? {
         if let Some(own) = by_forward.get_mut(i) {
@@ -173,15 +202,15 @@ mod tests {
     fn forward(name: &str, listen: &str) -> Forward {
         Forward {
             name: name.into(),
-            listen: listen.parse().unwrap(),
+            listen: Listen::Tcp(listen.parse().unwrap()),
             host: "srv".parse().unwrap(),
             target: "localhost:445".parse().unwrap(),
             allow_non_loopback: false,
         }
     }
 
-    fn addr(s: &str) -> Option<SocketAddr> {
-        Some(s.parse().unwrap())
+    fn addr(s: &str) -> Option<&'static Listen> {
+        Some(Box::leak(Box::new(Listen::Tcp(s.parse().unwrap()))))
     }
 
     #[test]
@@ -248,13 +277,32 @@ mod tests {
             inherited(stray, Some("other")),
         ];
         let assigned = assign(&forwards, given).unwrap();
-        let got: Vec<(usize, SocketAddr)> = assigned
-            .iter()
-            .map(|(i, l)| (*i, l.local_addr().unwrap()))
-            .collect();
+        let got: Vec<(usize, Option<Listen>)> =
+            assigned.iter().map(|(i, l)| (*i, place_of(l))).collect();
         assert_eq!(got.len(), 2, "{got:?}");
         assert_eq!(got[0].0, 0);
-        assert_eq!(got[1], (1, by_addr_port));
+        assert_eq!(got[1], (1, Some(Listen::Tcp(by_addr_port))));
+    }
+
+    #[test]
+    fn an_inherited_unix_socket_is_matched_by_its_path_and_its_file_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.sock");
+        let mut docker = forward("docker", "127.0.0.1:1");
+        docker.listen = Listen::Unix {
+            path: path.clone(),
+            mode: 0o600,
+        };
+        let forwards = [forward("smb", "127.0.0.1:4445"), docker];
+        let given = UnixListener::bind(&path).unwrap();
+        let assigned = assign(&forwards, vec![inherited(given, Some("lazytunnel.socket"))]);
+        let assigned: [(usize, StdListener); 1] = assigned.unwrap().try_into().unwrap();
+        let [(1, listener)] = assigned else {
+            panic!("not assigned to the forward with its path")
+        };
+        assert!(matches!(listener, StdListener::Unix(_, None)));
+        drop(listener);
+        assert!(path.exists(), "the socket manager's file was removed");
     }
 
     #[test]
@@ -291,6 +339,9 @@ mod tests {
         };
         assert_ne!(fd_flags & libc::FD_CLOEXEC, 0);
         assert_ne!(fl_flags & libc::O_NONBLOCK, 0);
+        let StdListener::Tcp(listener) = listener else {
+            panic!("a TCP socket adopted as {listener:?}")
+        };
         assert_eq!(listener.as_raw_fd(), raw);
     }
 

@@ -10,7 +10,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::common::daemon::TestDaemonBuilder;
@@ -149,7 +149,7 @@ pub async fn connect_and_drain(port: u16) -> (u64, io::Result<()>) {
 
 /// Writes `data` and reads the same number of bytes back, leaving the connection open: checks
 /// that an echo connection still works.
-pub async fn echo_once(stream: &mut TcpStream, data: &[u8]) {
+pub async fn echo_once<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S, data: &[u8]) {
     stream.write_all(data).await.expect("write to the echo");
     let mut back = vec![0; data.len()];
     tokio::time::timeout(TIMEOUT, stream.read_exact(&mut back))

@@ -96,7 +96,7 @@ fn example_file_parses_to_what_its_comments_say() {
     assert_eq!(config.hosts.len(), 1);
     assert_eq!(config.hosts.get("srv11"), Some(&srv11));
 
-    let [smb, postgres, office] = config.forwards.as_slice() else {
+    let [smb, postgres, office, docker] = config.forwards.as_slice() else {
         panic!("{:?}", config.forwards)
     };
     assert_eq!(smb.name, "smb");
@@ -121,6 +121,11 @@ fn example_file_parses_to_what_its_comments_say() {
     assert_eq!(office.listen, sa("127.0.0.1:1080"));
     assert_eq!(office.target, ForwardTarget::Socks);
     assert_eq!(office.host, smb.host);
+
+    assert_eq!(docker.name, "docker");
+    let path = PathBuf::from("/home/vit/.docker-srv11.sock");
+    assert_eq!(docker.listen, Listen::Unix { path, mode: 0o600 });
+    assert_eq!(docker.target.to_string(), "/var/run/docker.sock");
     assert_eq!(config.source.as_deref(), Some(Path::new(FILE)));
 }
 
@@ -334,8 +339,8 @@ fn a_socks_forward_has_socks_instead_of_a_target() {
     };
     assert_eq!(proxy.target, ForwardTarget::Socks);
     assert_eq!(
-        (proxy.name.as_str(), proxy.listen),
-        ("1080", sa("127.0.0.1:1080"))
+        (proxy.name.as_str(), proxy.listen.clone()),
+        ("1080", Listen::Tcp(sa("127.0.0.1:1080")))
     );
     // `socks = false` is the same as leaving it out.
     let config = parse(&format!("{FORWARD}socks = false\n")).unwrap();
@@ -403,13 +408,13 @@ fn ad_hoc_builds_one_forward_per_local_spec() {
         panic!("{:?}", config.forwards)
     };
     assert_eq!(
-        (smb.name.as_str(), smb.listen),
-        ("4445", sa("127.0.0.1:4445"))
+        (smb.name.as_str(), smb.listen.clone()),
+        ("4445", Listen::Tcp(sa("127.0.0.1:4445")))
     );
     assert_eq!(smb.target.to_string(), "localhost:445");
     assert_eq!(
-        (db.name.as_str(), db.listen),
-        ("--1_5432", sa("[::1]:5432"))
+        (db.name.as_str(), db.listen.clone()),
+        ("--1_5432", Listen::Tcp(sa("[::1]:5432")))
     );
     assert_eq!(db.host.to_string(), "vit@srv11");
     assert_eq!(db.host, smb.host);
@@ -436,4 +441,65 @@ fn ad_hoc_errors_name_the_argument() {
         e.contains("-L \"localhost:8080:b:80\"") && e.contains("\"8080:a:80\""),
         "{e}"
     );
+}
+
+#[test]
+fn a_path_listen_is_a_unix_socket_with_its_mode() {
+    let config = parse(&with_forward(
+        "listen = \"~/run/docker.sock\"\nlisten_mode = \"0660\"\nhost = \"srv11\"\n\
+         target = \"/var/run/docker.sock\"\n",
+    ))
+    .unwrap();
+    let [docker] = config.forwards.as_slice() else {
+        panic!("{:?}", config.forwards)
+    };
+    let path = PathBuf::from("/home/vit/run/docker.sock");
+    assert_eq!(docker.listen, Listen::Unix { path, mode: 0o660 });
+    assert_eq!(docker.name, "home_vit_run_docker.sock");
+    let target = Endpoint::Unix("/var/run/docker.sock".into());
+    assert_eq!(docker.target, ForwardTarget::Fixed(target));
+
+    let config = parse(&with_forward(
+        "listen = \"/tmp/pg.sock\"\nhost = \"db\"\ntarget = \"localhost:5432\"\n",
+    ))
+    .unwrap();
+    let listen = &config.forwards[0].listen;
+    assert!(
+        matches!(listen, Listen::Unix { mode: 0o600, .. }),
+        "{listen:?}"
+    );
+}
+
+#[test]
+fn ad_hoc_socket_forms_are_served_like_ports() {
+    let config = ad_hoc(
+        &[
+            "/tmp/docker.sock:/var/run/docker.sock",
+            "5432:/run/pg/.s.PGSQL.5432",
+        ],
+        "srv",
+    )
+    .unwrap();
+    let shown: Vec<(String, String, String)> = config
+        .forwards
+        .iter()
+        .map(|f| (f.name.clone(), f.listen.to_string(), f.target.to_string()))
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            (
+                "tmp_docker.sock".into(),
+                "/tmp/docker.sock".into(),
+                "/var/run/docker.sock".into()
+            ),
+            (
+                "5432".into(),
+                "127.0.0.1:5432".into(),
+                "/run/pg/.s.PGSQL.5432".into()
+            ),
+        ]
+    );
+    let clash = ad_hoc(&["/tmp/a.sock:db:1", "/tmp/a.sock:/run/b.sock"], "srv").unwrap_err();
+    assert!(clash.to_string().contains("clashes"), "{clash}");
 }

@@ -373,3 +373,44 @@ fn no_prefix_of_the_example_panics() {
         let _ = parse(&EXAMPLE[..end]);
     }
 }
+
+#[test]
+fn bad_socket_paths_and_modes_are_refused_with_the_value() {
+    let forward = |body: &str| with_forward(&format!("host = \"srv11\"\n{body}"));
+    assert_refused(
+        &forward("listen = \"run/d.sock\"\ntarget = \"db:1\"\n"),
+        3,
+        &["listen", "run/d.sock", "absolute"],
+    );
+    assert_refused(
+        &forward("listen = \"/tmp/d.sock\"\nlisten_mode = \"0400\"\ntarget = \"db:1\"\n"),
+        4,
+        &["listen_mode", "0400", "owner"],
+    );
+    assert_refused(
+        &forward("listen = \"/tmp/d.sock\"\nlisten_mode = \"rw\"\ntarget = \"db:1\"\n"),
+        4,
+        &["listen_mode", "octal"],
+    );
+    assert_refused(
+        &forward("listen = \"4445\"\nlisten_mode = \"0600\"\ntarget = \"db:1\"\n"),
+        4,
+        &["listen_mode", "Unix socket"],
+    );
+    assert_refused(
+        &forward("listen = \"4445\"\ntarget = \"run/d.sock\"\n"),
+        4,
+        &["target", "absolute"],
+    );
+    let long = format!("/tmp/{}.sock", "x".repeat(120));
+    assert_refused(
+        &forward(&format!("listen = \"{long}\"\ntarget = \"db:1\"\n")),
+        3,
+        &["listen", "bytes long"],
+    );
+    let twice = format!(
+        "{}[[forward]]\nname = \"b\"\nlisten = \"/tmp/a.sock\"\nhost = \"h\"\ntarget = \"x:1\"\n",
+        forward("name = \"a\"\nlisten = \"/tmp/a.sock\"\ntarget = \"db:1\"\n")
+    );
+    assert_refused(&twice, 8, &["/tmp/a.sock", "clashes"]);
+}

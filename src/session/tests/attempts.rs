@@ -136,10 +136,10 @@ fn backoff(min: Duration, max: Duration) -> Backoff {
 
 /// A connection to `srv` asking for its channel: the error it is reset with.
 async fn connection(manager: Arc<SessionManager>) -> OpenError {
-    let target = Target {
+    let target = crate::config::Endpoint::Tcp(Target {
         host: "db".into(),
         port: 5432,
-    };
+    });
     let originator = SocketAddr::from(([127, 0, 0, 1], 40000));
     match manager
         .open_channel(&spec("srv"), &target, originator)
