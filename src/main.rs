@@ -120,14 +120,17 @@ struct RunArgs {
     /// Configuration file [default: $XDG_CONFIG_HOME/lazytunnel/config.toml].
     #[arg(long, value_name = "FILE", conflicts_with_all = ["forwards", "destination"])]
     config: Option<PathBuf>,
-    /// Ad hoc forward in OpenSSH syntax, instead of a config file.
+    /// Ad hoc forward in OpenSSH syntax, instead of a config file: a local port or socket path
+    /// to a host:port or a socket path on the server ([BIND:]PORT:HOST:HOSTPORT,
+    /// [BIND:]PORT:/REMOTE, /LOCAL:HOST:HOSTPORT or /LOCAL:/REMOTE).
     #[arg(
         short = 'L',
         value_name = "[BIND:]PORT:HOST:HOSTPORT",
         requires = "destination"
     )]
     local_forwards: Vec<String>,
-    /// Ad hoc SOCKS4/5 proxy in OpenSSH syntax (like ssh -D), instead of a config file.
+    /// Ad hoc SOCKS4/5 proxy in OpenSSH syntax (like ssh -D), on a local port or socket path,
+    /// instead of a config file.
     #[arg(short = 'D', value_name = "[BIND:]PORT", requires = "destination")]
     dynamic_forwards: Vec<String>,
     /// The control socket, instead of the config's `control_socket`.

@@ -23,7 +23,8 @@ const SSH_CONFIG: &str = "Host srv
     ConnectTimeout 7
 ";
 
-/// Two forwards: one through the alias `srv`, one through a `user@host:port` spec.
+/// Three forwards: through the alias `srv`, through a `user@host:port` spec, and Unix socket
+/// to Unix socket.
 const CONFIG: &str = r#"ssh_config = "ssh_config"
 idle_timeout = "90s"
 
@@ -37,6 +38,13 @@ target = "localhost:80"
 listen = "5432"
 host = "bob@db.example.org:2200"
 target = "db.internal:5432"
+
+[[forward]]
+name = "docker"
+listen = "/tmp/lt-docker.sock"
+listen_mode = "0660"
+host = "srv"
+target = "/var/run/docker.sock"
 "#;
 
 #[test]
@@ -68,6 +76,10 @@ fn check_prints_each_resolved_host_and_each_forward_as_listen_host_target() {
     assert_has_line(
         &forwards,
         "  5432: 127.0.0.1:5432 -> bob@db.example.org:2200 -> db.internal:5432",
+    );
+    assert_has_line(
+        &forwards,
+        "  docker: /tmp/lt-docker.sock -> srv -> /var/run/docker.sock",
     );
 }
 

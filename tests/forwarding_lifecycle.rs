@@ -325,8 +325,9 @@ async fn ad_hoc_run_serves_dash_l_and_dash_d_forwards_together() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ad_hoc_run_serves_a_local_socket_to_a_socket_on_the_server() {
+async fn ad_hoc_run_serves_the_three_socket_path_forms_of_dash_l() {
     let sshd = TestSshd::start();
+    let tcp_echo = DataServer::echo().await;
     let dir = tempfile::Builder::new()
         .prefix("lt-adhoc-")
         .tempdir_in("/tmp")
@@ -341,22 +342,35 @@ async fn ad_hoc_run_serves_a_local_socket_to_a_socket_on_the_server() {
             });
         }
     });
-    let local = dir.path().join("local.sock");
-    let spec = format!("{}:{}", path_str(&local), path_str(&remote));
+    let (to_socket, to_port) = (dir.path().join("a.sock"), dir.path().join("b.sock"));
+    let listener = bind_loopback();
+    let port = port_of(&listener);
+    // /LOCAL:/REMOTE, PORT:/REMOTE and /LOCAL:HOST:PORT, as `ssh -L` takes them.
+    let socket_to_socket = format!("{}:{}", path_str(&to_socket), path_str(&remote));
+    let port_to_socket = format!("127.0.0.1:{port}:{}", path_str(&remote));
+    let socket_to_port = format!("{}:{}", path_str(&to_port), tcp_echo.addr());
     let daemon = AdHocDaemon::start(
         &sshd.render(SSH_CONFIG_TEMPLATE),
-        &["-L", &spec, "test"],
-        &[],
+        &[
+            "-L",
+            &socket_to_socket,
+            "-L",
+            &port_to_socket,
+            "-L",
+            &socket_to_port,
+            "test",
+        ],
+        &[listener],
     );
     daemon
         .log
-        .wait_for_count("daemon", "listening", 1, TIMEOUT)
+        .wait_for_count("daemon", "listening", 3, TIMEOUT)
         .await;
 
-    let mut client = tokio::net::UnixStream::connect(&local)
-        .await
-        .expect("connect to the -L socket");
-    echo_once(&mut client, b"socket to socket").await;
+    let unix = |path| tokio::net::UnixStream::connect(path);
+    echo_once(&mut unix(&to_socket).await.unwrap(), b"socket to socket").await;
+    echo_once(&mut connect(port).await, b"port to socket").await;
+    echo_once(&mut unix(&to_port).await.unwrap(), b"socket to port").await;
     assert_eq!(sshd.established_connections(), 1);
     echo.abort();
 }

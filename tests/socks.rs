@@ -358,3 +358,29 @@ async fn a_socks_connection_carries_half_close_and_is_reset_when_its_session_die
     let host = daemon.sole_host_status();
     assert_eq!(host["sessions_opened"], 2, "{host}");
 }
+
+/// A destination the server's rules forbid (sshd `PermitOpen`) gets "connection not allowed by
+/// ruleset" (0x02), and the session goes on serving what is allowed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_destination_the_server_forbids_gets_not_allowed_by_ruleset() {
+    let echo = DataServer::echo().await;
+    let sshd = TestSshd::builder()
+        .config_line(&format!("PermitOpen {}", echo.addr()))
+        .start();
+    let (daemon, port) = start_socks_daemon(&sshd).await;
+    let (_refusing, elsewhere) = refusing_port();
+
+    let mut client = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let mut request = vec![5, 1, 0, 5, 1, 0, 1, 127, 0, 0, 1];
+    request.extend(elsewhere.to_be_bytes());
+    client.write_all(&request).await.unwrap();
+    let (replies, ended) = tokio::time::timeout(TIMEOUT, read_to_end(&mut client))
+        .await
+        .expect("no reply within TIMEOUT");
+    ended.expect("a clean close after the reply");
+    assert_eq!(replies, [5, 0, 5, 2, 0, 1, 0, 0, 0, 0, 0, 0]);
+
+    let mut allowed = socks5_connect(port, echo.addr()).await;
+    echo_once(&mut allowed, b"the permitted destination").await;
+    assert_eq!(daemon.sole_host_status()["sessions_opened"], 1);
+}

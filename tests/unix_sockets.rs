@@ -366,3 +366,82 @@ async fn a_reload_removes_a_dropped_forwards_socket_file_and_applies_a_changed_m
         assert_eq!(&reply, b"ping", "{}", path.display());
     }
 }
+
+/// A Unix client whose session dies mid-download is closed at once, not left hanging (Unix
+/// sockets have no reset, so it sees the end of the stream short of the data), and the next
+/// client is served on a new session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unix_client_is_closed_when_its_session_dies_and_the_next_gets_a_new_session() {
+    let sshd = TestSshd::start();
+    let dir = temp_dir();
+    let endless = DataServer::start(Mode::Download {
+        seed: 8,
+        len: u64::MAX,
+    })
+    .await;
+    let echo = DataServer::echo().await;
+    let (down_path, echo_path) = (dir.path().join("down.sock"), dir.path().join("echo.sock"));
+    let daemon = daemon(
+        &sshd,
+        &[
+            ("down", path_str(&down_path), &endless.addr().to_string()),
+            ("echo", path_str(&echo_path), &echo.addr().to_string()),
+        ],
+    );
+    daemon.wait_for_log_count("listening", 2, TIMEOUT).await;
+
+    let mut client = UnixStream::connect(&down_path).await.unwrap();
+    let mut start = vec![0; 64 * 1024];
+    tokio::time::timeout(TIMEOUT, client.read_exact(&mut start))
+        .await
+        .expect("no data within TIMEOUT")
+        .expect("read the start of the download");
+    assert!(
+        !sshd.kill_session_processes().is_empty(),
+        "no session to kill"
+    );
+    // Read until the end (a reset is impossible on a Unix socket: an error or EOF is a close).
+    tokio::time::timeout(TIMEOUT, forwarding_support::drain(&mut client))
+        .await
+        .expect("the client was left hanging after its session died");
+
+    let mut next = UnixStream::connect(&echo_path).await.unwrap();
+    forwarding_support::echo_once(&mut next, b"after the session died").await;
+    assert_eq!(daemon.sole_host_status()["sessions_opened"], 2);
+}
+
+/// A SOCKS forward may listen on a Unix socket too (`listen` a path, `socks = true`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socks_proxy_on_a_unix_socket_connects_where_the_client_asks() {
+    let sshd = TestSshd::start();
+    let dir = temp_dir();
+    let echo = DataServer::echo().await;
+    let path = dir.path().join("socks.sock");
+    let text = format!(
+        "ssh_config = {:?}\n\n[[forward]]\nname = \"proxy\"\nlisten = {:?}\nhost = \"test\"\n\
+         socks = true\n",
+        path_str(&sshd.ssh_config_path()),
+        path_str(&path)
+    );
+    let daemon = TestDaemon::start(text);
+    daemon.wait_for_log("listening", TIMEOUT).await;
+    assert_eq!(mode_of(&path), 0o600);
+
+    let mut client = UnixStream::connect(&path).await.unwrap();
+    let std::net::SocketAddr::V4(target) = echo.addr() else {
+        panic!("the echo server listens on IPv4");
+    };
+    let mut request = vec![5, 1, 0, 5, 1, 0, 1];
+    request.extend(target.ip().octets());
+    request.extend(target.port().to_be_bytes());
+    client.write_all(&request).await.unwrap();
+    // The method choice, then success with an IPv4 bound address.
+    let mut replies = [0; 12];
+    tokio::time::timeout(TIMEOUT, client.read_exact(&mut replies))
+        .await
+        .expect("no reply within TIMEOUT")
+        .expect("read the replies");
+    assert_eq!(replies[..4], [5, 0, 5, 0], "replies {replies:?}");
+    forwarding_support::echo_once(&mut client, b"through a SOCKS socket").await;
+    assert_eq!(daemon.sole_host_status()["sessions_opened"], 1);
+}
