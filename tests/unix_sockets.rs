@@ -401,9 +401,10 @@ async fn a_unix_client_is_closed_when_its_session_dies_and_the_next_gets_a_new_s
         "no session to kill"
     );
     // Read until the end (a reset is impossible on a Unix socket: an error or EOF is a close).
-    tokio::time::timeout(TIMEOUT, forwarding_support::drain(&mut client))
-        .await
-        .expect("the client was left hanging after its session died");
+    let (_, _either_is_a_close) =
+        tokio::time::timeout(TIMEOUT, forwarding_support::drain(&mut client))
+            .await
+            .expect("the client was left hanging after its session died");
 
     let mut next = UnixStream::connect(&echo_path).await.unwrap();
     forwarding_support::echo_once(&mut next, b"after the session died").await;
