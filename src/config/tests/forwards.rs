@@ -193,3 +193,17 @@ fn ad_hoc_socket_forms_are_served_like_ports() {
     let clash = ad_hoc(&["/tmp/a.sock:db:1", "/tmp/a.sock:/run/b.sock"], "srv").unwrap_err();
     assert!(clash.to_string().contains("clashes"), "{clash}");
 }
+
+#[test]
+fn a_listen_mode_on_a_port_is_refused_saying_it_needs_a_socket_path() {
+    assert_refused(
+        &with_forward(
+            "listen = \"4445\"\nlisten_mode = \"0660\"\nhost = \"srv\"\ntarget = \"x:1\"\n",
+        ),
+        3,
+        &[
+            "`listen_mode = \"0660\"`",
+            "applies only to a Unix socket, and this forward listens on a port (\"4445\")",
+        ],
+    );
+}
