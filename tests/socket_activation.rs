@@ -8,7 +8,6 @@ mod common;
 mod forwarding_support;
 mod service_support;
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
@@ -17,7 +16,7 @@ use common::{
 use forwarding_support::{
     Forward, config_text, connect, daemon_builder, echo_once, round_trip, socks5_connect,
 };
-use service_support::{Running, Setup, refused};
+use service_support::{Setup, refused};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Sessions close after 1 s idle, and the daemon exits 1 s after that.
@@ -260,26 +259,8 @@ async fn a_unix_socket_is_socket_activated_matched_by_its_path_and_its_file_left
         common::path_str(&sshd.ssh_config_path()),
         echo.addr()
     ));
-    let mut command = Command::new("systemd-socket-activate");
     // A name no forward has, as in the unit `install` writes: matched by path.
-    command
-        .arg(format!("--listen={path_text}"))
-        .arg("--fdname=lazytunnel+by-address");
-    for (key, value) in setup.sandbox.vars() {
-        let mut setenv = std::ffi::OsString::from("--setenv=");
-        setenv.push(key);
-        setenv.push("=");
-        setenv.push(value);
-        command.arg(setenv);
-    }
-    let child = command
-        .args(setup.run_args())
-        .stdin(Stdio::null())
-        .stdout(setup.log.stdio())
-        .stderr(setup.log.stdio())
-        .spawn()
-        .expect("systemd-socket-activate (Debian package systemd) must be installed");
-    let mut daemon = Running::new(child, &setup.log);
+    let mut daemon = setup.spawn_socket_activate_on(path_text, "lazytunnel+by-address");
     setup
         .log
         .wait_for_count("activator", "Listening on", 1, TIMEOUT)

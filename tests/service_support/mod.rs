@@ -73,16 +73,48 @@ impl Setup {
     /// it inherits, named `fdnames` with `--fdname`) rather than binding ports itself: bound
     /// here, no port is ever free for another process to take.
     pub fn spawn_socket_activate(&self, listeners: &[&TcpListener], fdnames: &str) -> Running {
+        // Through a shell that sets LISTEN_PID: the activator takes the sockets as systemd's.
+        let mut command = self.socket_activate(None, fdnames);
+        command.env("LISTEN_FDS", listeners.len().to_string());
+        let high = pass_listeners(&mut command, listeners);
+        let child = command.spawn().expect("could not spawn sh");
+        drop(high);
+        Running::new(child, &self.log)
+    }
+
+    /// The real `systemd-socket-activate` binding `listen` itself (`--listen=`): for a Unix
+    /// socket path, which no other process can take from under it.
+    pub fn spawn_socket_activate_on(&self, listen: &str, fdnames: &str) -> Running {
+        let child = self
+            .socket_activate(Some(listen), fdnames)
+            .spawn()
+            .expect("could not spawn systemd-socket-activate");
+        Running::new(child, &self.log)
+    }
+
+    /// `systemd-socket-activate` starting the daemon: binding `listen` itself, or else (run
+    /// by a shell that sets `LISTEN_PID`) passing on the sockets it inherits. It passes on
+    /// only the variables it is given: the sandbox's.
+    fn socket_activate(&self, listen: Option<&str>, fdnames: &str) -> Command {
         Command::new("systemd-socket-activate")
             .arg("--version")
             .output()
             .expect("systemd-socket-activate (Debian package systemd) must be installed");
-        let mut command = Command::new("sh");
-        command
-            .args(EXEC_WITH_LISTEN_PID)
-            .arg("systemd-socket-activate")
-            .arg(format!("--fdname={fdnames}"));
-        // It passes on only the variables it is given.
+        let mut command = match listen {
+            Some(listen) => {
+                let mut command = Command::new("systemd-socket-activate");
+                command.arg(format!("--listen={listen}"));
+                command
+            }
+            None => {
+                let mut command = Command::new("sh");
+                command
+                    .args(EXEC_WITH_LISTEN_PID)
+                    .arg("systemd-socket-activate");
+                command
+            }
+        };
+        command.arg(format!("--fdname={fdnames}"));
         for (key, value) in self.sandbox.vars() {
             let mut setenv = OsString::from("--setenv=");
             setenv.push(key);
@@ -92,14 +124,10 @@ impl Setup {
         }
         command
             .args(self.run_args())
-            .env("LISTEN_FDS", listeners.len().to_string())
             .stdin(Stdio::null())
             .stdout(self.log.stdio())
             .stderr(self.log.stdio());
-        let high = pass_listeners(&mut command, listeners);
-        let child = command.spawn().expect("could not spawn sh");
-        drop(high);
-        Running::new(child, &self.log)
+        command
     }
 
     /// Like [`Setup::spawn_with_fds`], with `LISTEN_FDS` set to `count` whatever was passed (a
