@@ -12,8 +12,8 @@
 //!   wait for something the test itself may have to drive (a log line, a connection count) are
 //!   `async`, so a current-thread tokio runtime keeps running the code under test meanwhile.
 //!
-//! Each test binary compiles this module on its own and uses only part of it, hence the
-//! `allow(dead_code)`.
+//! Each test binary (`e2e`, `isolation`, `flow_in_process`) compiles this module on its own
+//! and the last two use only part of it, hence the `allow(dead_code)`.
 #![allow(dead_code)]
 
 pub mod agent;

@@ -5,7 +5,7 @@
 //! where namespaces are unavailable, i.e. not root or no `ip netns`, and fails there under
 //! `CI=true`. CI runs it as root.
 
-mod common;
+use crate::common;
 
 use std::io::Read;
 use std::net::{IpAddr, SocketAddr};

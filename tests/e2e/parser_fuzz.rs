@@ -15,7 +15,7 @@ use russh::keys::ssh_key::public::Ed25519PublicKey;
 
 const CASES: u64 = 3000;
 
-const TOML_SAMPLE: &str = include_str!("../config/example.toml");
+const TOML_SAMPLE: &str = include_str!("../../config/example.toml");
 
 const SSH_CONFIG_SAMPLE: &str = "Host web db-*.example.com !db-old\n  HostName 10.0.0.%h\n  \
      Port 2222\n  User admin\n  IdentityFile ~/.ssh/id_ed25519\n  ServerAliveInterval 30\n  \

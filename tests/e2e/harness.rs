@@ -2,7 +2,7 @@
 //! sockets. Every end-to-end test trusts these helpers, so when one of these fails, fix the
 //! harness first.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Output;

@@ -4,8 +4,7 @@
 //! SOCKS's "connection refused"; bad requests answered with their error reply; a silent client
 //! dropped after the handshake timeout.
 
-mod common;
-mod forwarding_support;
+use crate::{common, forwarding_support};
 
 use std::net::SocketAddr;
 use std::path::Path;

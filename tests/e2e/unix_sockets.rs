@@ -4,8 +4,7 @@
 //! file replaced, a live one or a regular file refused with a message naming the path; the
 //! socket file removed at shutdown.
 
-mod common;
-mod forwarding_support;
+use crate::{common, forwarding_support};
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

@@ -2,8 +2,7 @@
 //! teardown and reopening, session death, refused targets, bind failures, shutdown, and an
 //! ad-hoc `run -L` with no config file.
 
-mod common;
-mod forwarding_support;
+use crate::{common, forwarding_support};
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::process::{Child, Command, Stdio};

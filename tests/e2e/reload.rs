@@ -2,9 +2,7 @@
 //! difference (new forwards listen, removed ones stop, changed ones restart) while connections
 //! of unchanged forwards and their session carry on; a bad config changes nothing.
 
-mod common;
-mod control_support;
-mod forwarding_support;
+use crate::{common, control_support, forwarding_support};
 
 use std::process::Output;
 

@@ -2,7 +2,7 @@
 //! the reliability tests trust that a blackhole is silent, a reset is a reset, and an
 //! unfaulted connection is relayed byte-exact.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -6,8 +6,7 @@
 //! Linux only: macOS has no per-socket way to send the ACK early (see quick_ack.rs).
 #![cfg(target_os = "linux")]
 
-mod common;
-mod forwarding_support;
+use crate::{common, forwarding_support};
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};

@@ -4,8 +4,7 @@
 //! connection limit holds new clients in the backlog, with a log line, until a connection
 //! closes.
 
-mod common;
-mod forwarding_support;
+use crate::{common, forwarding_support};
 
 use common::procfs::{self, fd_count, open_tcp_sockets, status_field};
 use common::{DataServer, TIMEOUT, TestSshd, wait_for_count};

@@ -6,7 +6,7 @@
 //! of several files, HostKeyAlias case, numeric host names. Random files are compared in
 //! `ssh_config_differential.rs`.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -1,7 +1,7 @@
 //! `lazytunnel completions SHELL` and `lazytunnel man DIR`: the scripts a shell loads and the
 //! pages `man` renders, checked with the real bash and the real `man`.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};

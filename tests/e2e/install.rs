@@ -2,8 +2,7 @@
 //! parser (Python's plistlib), the systemd units checked key by key and by `systemd-analyze
 //! verify`, and files written and removed where launchd or systemd look for them.
 
-mod common;
-mod service_support;
+use crate::{common, service_support};
 
 use std::collections::BTreeMap;
 use std::io::Write;

@@ -2,8 +2,7 @@
 //! `UserKnownHostsFile`; a hung NFS home does the same) fails only the host that uses it. The
 //! other host is served, `status` answers, and SIGTERM stops the daemon within its drain time.
 
-mod common;
-mod forwarding_support;
+use crate::{common, forwarding_support};
 
 use std::time::Duration;
 

@@ -9,21 +9,14 @@
 //! echoed back, then EOF) or is refused (the client is reset, and the daemon logs a line
 //! naming the reason).
 
-mod common;
+use crate::common;
 
-#[path = "auth_hostkeys/auth.rs"]
 mod auth;
-#[path = "auth_hostkeys/certificates.rs"]
 mod certificates;
-#[path = "auth_hostkeys/config_files.rs"]
 mod config_files;
-#[path = "auth_hostkeys/host_key_variants.rs"]
 mod host_key_variants;
-#[path = "auth_hostkeys/host_keys.rs"]
 mod host_keys;
-#[path = "auth_hostkeys/proxy_jump.rs"]
 mod proxy_jump;
-#[path = "auth_hostkeys/user_certs.rs"]
 mod user_certs;
 
 use std::io;

@@ -2,9 +2,7 @@
 //! socket's permissions and the one-instance rule, malformed requests, `connect HOST`, and
 //! `check --connect`.
 
-mod common;
-mod control_support;
-mod forwarding_support;
+use crate::{common, control_support, forwarding_support};
 
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;

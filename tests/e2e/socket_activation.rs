@@ -4,9 +4,7 @@
 //! strays closed; `exit_when_idle` exiting 0 and a later start serving what queued meanwhile;
 //! READY=1 and a status line on `NOTIFY_SOCKET`.
 
-mod common;
-mod forwarding_support;
-mod service_support;
+use crate::{common, forwarding_support, service_support};
 
 use std::time::{Duration, Instant};
 

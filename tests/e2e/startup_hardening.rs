@@ -4,9 +4,7 @@
 //! message naming the culprit before it serves anything; so does a config file others could
 //! write (it can turn host key checking off).
 
-mod common;
-mod forwarding_support;
-mod service_support;
+use crate::{common, forwarding_support, service_support};
 
 use std::net::{Ipv4Addr, TcpListener};
 

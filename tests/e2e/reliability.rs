@@ -5,9 +5,7 @@
 //! arrived meanwhile is held and served on a new session, not refused. A slow path is not
 //! mistaken for a dead one, and a server that restarts serves the client held across it.
 
-mod common;
-mod control_support;
-mod forwarding_support;
+use crate::{common, control_support, forwarding_support};
 
 use std::time::Duration;
 

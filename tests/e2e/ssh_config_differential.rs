@@ -10,9 +10,7 @@
 //! `LAZYTUNNEL_DIFF_SEED=7 LAZYTUNNEL_DIFF_CASES=5000 cargo test --test ssh_config_differential`.
 //! Without `ssh` the test is skipped with a message, except under `CI=true`, where it fails.
 
-#[path = "ssh_config_differential/generate.rs"]
 mod generate;
-#[path = "ssh_config_differential/openssh.rs"]
 mod openssh;
 
 use std::path::{Path, PathBuf};
@@ -59,7 +57,7 @@ const DIFFERENCES: &[(&str, &str)] = &[
 #[test]
 fn every_difference_is_stated_in_the_readme() {
     let words = |text: &str| text.split_whitespace().collect::<Vec<_>>().join(" ");
-    let readme = words(include_str!("../README.md"));
+    let readme = words(include_str!("../../README.md"));
     for (name, sentence) in DIFFERENCES {
         assert!(
             readme.contains(&words(sentence)),

@@ -2,9 +2,7 @@
 //! directory, serves, stops on SIGTERM, refuses a second instance for the same control socket,
 //! and reports errors found before detaching on the terminal with a non-zero exit.
 
-mod common;
-mod forwarding_support;
-mod service_support;
+use crate::{common, forwarding_support, service_support};
 
 use std::net::TcpListener;
 use std::path::PathBuf;

@@ -6,9 +6,7 @@
 //! server ([`RusshServer`]) that tries, once the daemon's session is authenticated and
 //! forwarding.
 
-mod common;
-mod forwarding_support;
-mod server_channels_support;
+use crate::{common, forwarding_support, server_channels_support};
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -5,8 +5,7 @@
 //! Session lifetime (idle teardown, session death, refusals, bind failure, shutdown, ad-hoc
 //! runs) is specified in `forwarding_lifecycle.rs`.
 
-mod common;
-mod forwarding_support;
+use crate::{common, forwarding_support};
 
 use std::time::Duration;
 

@@ -4,8 +4,7 @@
 //! rejected) is not retried before backoff_max. The schedule itself (doubling, jitter, demand
 //! at every moment) is specified in paused time by `src/session/tests/attempts.rs`.
 
-mod common;
-mod forwarding_support;
+use crate::{common, forwarding_support};
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};

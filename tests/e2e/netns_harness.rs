@@ -7,7 +7,7 @@
 //! Every test skips (returns early, with a message) where namespaces are unavailable: not root,
 //! or no `ip netns`; under `CI=true` that fails instead. CI runs them as root.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener};

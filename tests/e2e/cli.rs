@@ -2,7 +2,7 @@
 //! naming the file, line and value at fault.
 //! Each command runs the real binary in a sandbox whose HOME is an empty temp dir.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
