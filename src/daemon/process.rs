@@ -75,8 +75,8 @@ pub fn run_process(options: RunOptions) -> anyhow::Result<()> {
     serve(started, config, hosts, options.control_socket)
 }
 
-/// Serves on the started process's runtime until shutdown, then releases the control socket
-/// and the instance lock.
+/// Serves on the started process's runtime until shutdown, then removes the control socket;
+/// the instance lock goes with the process.
 fn serve(
     started: Started,
     config: Config,
@@ -121,10 +121,12 @@ fn serve(
         .await;
         // The socket file goes before the lock is released, so `stop` finds neither.
         drop(control);
-        drop(started.lock);
         Ok(())
     });
     // A file read stuck on a hung file system holds a blocking-pool thread: do not wait for it.
     started.runtime.shutdown_background();
+    // The kernel releases the lock as the process ends: `stop`, which waits for it, returns
+    // only once nothing of the daemon runs any more.
+    std::mem::forget(started.lock);
     served
 }

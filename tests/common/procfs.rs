@@ -118,6 +118,23 @@ pub fn cpu_ticks(pid: u32) -> u64 {
     field(11) + field(12)
 }
 
+/// Whether process `pid` is ending: the kernel has begun its exit (`PF_EXITING` in the flags
+/// of `/proc/PID/stat`, set before it closes the descriptors) or it is a zombie, or gone.
+pub fn is_exiting(pid: u32) -> bool {
+    const PF_EXITING: u64 = 0x4;
+    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return true;
+    };
+    // Fields after the parenthesised command name: state is field 3, flags field 9.
+    let after_name = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let flags: u64 = fields
+        .get(6)
+        .and_then(|f| f.parse().ok())
+        .unwrap_or_else(|| panic!("no flags in /proc/{pid}/stat: {stat}"));
+    matches!(fields.first(), Some(&"Z") | Some(&"X")) || flags & PF_EXITING != 0
+}
+
 /// How many TCP sockets process `pid` holds open (as descriptors) whose local port is
 /// `local_port` or whose remote port is `remote_port`, listeners excluded. A connection that
 /// has ended on the wire but whose descriptor is still open counts, which is the point: it is

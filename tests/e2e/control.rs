@@ -127,14 +127,24 @@ async fn stop_returns_once_the_daemon_has_exited_and_its_socket_is_gone() {
     let mut daemon = start_daemon(&sshd, "", &[&forward]).await;
     let socket = control_socket(&daemon);
     assert!(socket.exists());
+    // An open connection keeps the daemon draining for its drain period before it exits, so
+    // a `stop` that returned before the exit would find it still running.
+    let mut held = forward.connect().await;
+    echo_once(&mut held, b"open").await;
 
     let output = daemon.cli(["stop"]);
 
     assert_success(&output, "stop");
-    // `stop` has returned, so the daemon must be gone already: no waiting here.
-    let exited = daemon.wait_for_exit(Duration::ZERO).await;
-    assert!(exited.is_some_and(|s| s.success()), "{exited:?}");
+    // `stop` has returned, so the daemon is ending already: no waiting for that. `stop` sees
+    // the instance lock freed, which the kernel does while the process exits, a moment
+    // before the process can be reaped: hence "exiting", then a wait for its status.
+    assert!(
+        common::procfs::is_exiting(daemon.pid()),
+        "stop returned while the daemon still runs"
+    );
     assert!(!socket.exists(), "control socket left behind");
+    let exited = daemon.wait_for_exit(PROMPTLY).await;
+    assert!(exited.is_some_and(|s| s.success()), "{exited:?}");
     daemon
         .wait_for_log("stop requested on the control socket", PROMPTLY)
         .await;
