@@ -272,7 +272,9 @@ async fn connect_reports_a_refused_host_key_as_such_and_status_shows_the_failure
         "{}",
         stderr(&again)
     );
-    assert_eq!(daemon.log_file().count("session failed (permanent)"), 2);
+    let host = entry(&status_json(&daemon)["hosts"], "host", "test").clone();
+    assert_eq!(host["attempts"], 2, "{host}");
+    assert_eq!(host["state"], "failed", "{host}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
