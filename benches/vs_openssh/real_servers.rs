@@ -107,23 +107,26 @@ impl Drop for RealServer {
 /// nginx on a loopback port answering every request with [`PAGE_BYTES`] and closing.
 pub fn nginx() -> RealServer {
     let dir = temp_dir("lazytunnel-bench-nginx-");
-    let port = free_port();
     let page = "x".repeat(PAGE_BYTES);
-    let conf = format!(
-        "worker_processes 1;\ndaemon off;\npid nginx.pid;\nevents {{ worker_connections 1024; }}\n\
-         http {{\n  access_log off;\n  keepalive_timeout 0;\n  default_type text/plain;\n\
-         \x20 server {{ listen 127.0.0.1:{port}; location / {{ return 200 \"{page}\"; }} }}\n}}\n"
-    );
-    std::fs::write(dir.path().join("nginx.conf"), conf).expect("write nginx.conf");
     let prefix = format!("{}/", dir.path().display());
-    let child = Command::new(NGINX)
-        .args(["-p", &prefix, "-c", "nginx.conf", "-e", "error.log"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("run nginx");
-    started(child, port, libc::SIGQUIT, dir, "nginx")
+    let spawn = |port: u16| {
+        let conf = format!(
+            "worker_processes 1;\ndaemon off;\npid nginx.pid;\nevents {{ worker_connections 1024; }}\n\
+             http {{\n  access_log off;\n  keepalive_timeout 0;\n  default_type text/plain;\n\
+             \x20 server {{ listen 127.0.0.1:{port}; location / {{ return 200 \"{page}\"; }} }}\n}}\n"
+        );
+        std::fs::write(dir.path().join("nginx.conf"), conf).expect("write nginx.conf");
+        Command::new(NGINX)
+            .args(["-p", &prefix, "-c", "nginx.conf", "-e", "error.log"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run nginx")
+    };
+    let log = dir.path().join("error.log");
+    let (child, port) = start_on_a_free_port("nginx", &log, spawn);
+    server(child, port, libc::SIGQUIT, dir)
 }
 
 /// A throwaway PostgreSQL cluster on a loopback port, initialised for `pgbench -S`.
@@ -154,24 +157,26 @@ pub fn postgres(bin: &Path) -> RealServer {
         .status()
         .expect("run initdb");
     assert!(init.success(), "initdb failed ({init})");
-    let port = free_port();
-    let log = std::fs::File::create(dir.path().join("postgres.log")).expect("postgres log");
-    if let Some((uid, gid)) = user {
-        std::os::unix::fs::chown(dir.path().join("postgres.log"), Some(uid), Some(gid))
-            .expect("chown the log");
-    }
-    let child = as_user("postgres")
-        .arg("-D")
-        .arg(&data)
-        .args(["-p", &port.to_string(), "-k"])
-        .arg(dir.path())
-        .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
-        .args(["-c", "synchronous_commit=off", "-c", "full_page_writes=off"])
-        .stderr(log)
-        .spawn()
-        .expect("run postgres");
+    let log_path = dir.path().join("postgres.log");
+    let spawn = |port: u16| {
+        let log = std::fs::File::create(&log_path).expect("postgres log");
+        if let Some((uid, gid)) = user {
+            std::os::unix::fs::chown(&log_path, Some(uid), Some(gid)).expect("chown the log");
+        }
+        as_user("postgres")
+            .arg("-D")
+            .arg(&data)
+            .args(["-p", &port.to_string(), "-k"])
+            .arg(dir.path())
+            .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
+            .args(["-c", "synchronous_commit=off", "-c", "full_page_writes=off"])
+            .stderr(log)
+            .spawn()
+            .expect("run postgres")
+    };
+    let (child, port) = start_on_a_free_port("postgres", &log_path, spawn);
     // SIGINT: PostgreSQL's fast shutdown (ends the backends, removes its shared memory).
-    let server = started(child, port, libc::SIGINT, dir, "postgres");
+    let server = server(child, port, libc::SIGINT, dir);
     let pgbench_init = Command::new(bin.join("pgbench"))
         .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres"])
         .args(["-i", "-q", "-s", "1", "postgres"])
@@ -184,24 +189,39 @@ pub fn postgres(bin: &Path) -> RealServer {
     server
 }
 
-fn started(
-    mut child: Child,
-    port: u16,
-    stop_signal: libc::c_int,
-    dir: TempDir,
-    name: &str,
-) -> RealServer {
-    let deadline = Instant::now() + START_TIMEOUT;
-    while !is_listening(port) {
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!(
-                "{name} exited ({status}); its files: {}",
-                dir.path().display()
-            );
+/// Runs `spawn(port)` on a free loopback port until the server listens. The server binds
+/// the port itself, so another process may take it first: the server then exits, its `log`
+/// saying the address is in use, and a new port is tried.
+fn start_on_a_free_port(name: &str, log: &Path, spawn: impl Fn(u16) -> Child) -> (Child, u16) {
+    for _ in 0..3 {
+        let port = free_port();
+        let mut child = spawn(port);
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if is_listening(port) {
+                return (child, port);
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                let said = std::fs::read_to_string(log).unwrap_or_default();
+                assert!(
+                    said.contains("Address already in use"),
+                    "{name} exited ({status}); its log {}:\n{said}",
+                    log.display()
+                );
+                break;
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("{name} not listening on {port} after {START_TIMEOUT:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
-        assert!(Instant::now() < deadline, "{name} not listening on {port}");
-        std::thread::sleep(Duration::from_millis(20));
     }
+    panic!("{name} found its port taken three times in a row");
+}
+
+fn server(child: Child, port: u16, stop_signal: libc::c_int, dir: TempDir) -> RealServer {
     RealServer {
         addr: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
         child,

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::common::daemon::TestDaemon;
 use crate::common::ssh_client::{SshProcess, ssh_command};
-use crate::common::{TIMEOUT, free_port, path_str};
+use crate::common::{TIMEOUT, bind_loopback, free_port, path_str, port_of};
 
 pub enum Process {
     Lazy(TestDaemon),
@@ -36,7 +36,9 @@ impl Forwarder {
         settings: &str,
         targets: &[SocketAddr],
     ) -> Forwarder {
-        let ports: Vec<u16> = targets.iter().map(|_| free_port()).collect();
+        // Bound here and handed over, as the tests do: no other process can take a port.
+        let listeners: Vec<_> = targets.iter().map(|_| bind_loopback()).collect();
+        let ports: Vec<u16> = listeners.iter().map(port_of).collect();
         let mut text = format!("ssh_config = {:?}\n{settings}\n", path_str(ssh_config));
         for (i, (port, target)) in ports.iter().zip(targets).enumerate() {
             let _ = write!(
@@ -45,7 +47,11 @@ impl Forwarder {
             );
         }
         // Per-connection debug lines would cost the daemon time OpenSSH does not spend.
-        let daemon = TestDaemon::builder()
+        let daemon = listeners
+            .into_iter()
+            .fold(TestDaemon::builder(), |builder, listener| {
+                builder.inherit(listener)
+            })
             .config_text(text)
             .env("RUST_LOG", "lazytunnel=info")
             .start();
@@ -59,36 +65,47 @@ impl Forwarder {
     }
 
     /// `ssh -N -L` with one `-L` per target; returns once every port listens (after
-    /// authentication, as ssh binds only then).
+    /// authentication, as ssh binds only then). ssh binds the ports itself, so another
+    /// process may take one first: ssh then exits saying so, and new ports are tried.
     pub async fn openssh(ssh_config: &Path, targets: &[SocketAddr]) -> Forwarder {
-        let ports: Vec<u16> = targets.iter().map(|_| free_port()).collect();
-        let mut command = ssh_command(ssh_config);
-        command.args(["-N", "-o", "ExitOnForwardFailure=yes"]);
-        for (port, target) in ports.iter().zip(targets) {
-            command.arg("-L").arg(format!(
-                "127.0.0.1:{port}:{}:{}",
-                target.ip(),
-                target.port()
-            ));
-        }
-        command.arg("test");
-        let mut ssh = SshProcess::spawn(command);
-        let deadline = Instant::now() + TIMEOUT;
-        while !ports.iter().all(|&port| is_listening(port)) {
-            if let Some(status) = ssh.try_status() {
-                panic!("ssh -L exited ({status}):\n{}", ssh.log());
+        for _ in 0..3 {
+            let ports: Vec<u16> = targets.iter().map(|_| free_port()).collect();
+            let mut command = ssh_command(ssh_config);
+            command.args(["-N", "-o", "ExitOnForwardFailure=yes"]);
+            for (port, target) in ports.iter().zip(targets) {
+                command.arg("-L").arg(format!(
+                    "127.0.0.1:{port}:{}:{}",
+                    target.ip(),
+                    target.port()
+                ));
             }
-            assert!(
-                Instant::now() < deadline,
-                "ssh -L not listening:\n{}",
-                ssh.log()
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            command.arg("test");
+            let mut ssh = SshProcess::spawn(command);
+            let deadline = Instant::now() + TIMEOUT;
+            loop {
+                if ports.iter().all(|&port| is_listening(port)) {
+                    return Forwarder {
+                        process: Process::Ssh(ssh),
+                        ports,
+                    };
+                }
+                if let Some(status) = ssh.try_status() {
+                    let log = ssh.log();
+                    assert!(
+                        log.contains("Address already in use"),
+                        "ssh -L exited ({status}):\n{log}"
+                    );
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "ssh -L not listening:\n{}",
+                    ssh.log()
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
         }
-        Forwarder {
-            process: Process::Ssh(ssh),
-            ports,
-        }
+        panic!("ssh -L found its ports taken three times in a row");
     }
 }
 
