@@ -437,8 +437,8 @@ async fn a_client_held_while_the_server_is_down_waits_past_the_handshake_timeout
     assert!(status["forwards"][0]["last_error"].is_null(), "{status}");
 }
 
-/// With `idle_timeout`, the session closes once the last SOCKS client has been gone for that
-/// long; the port keeps listening, and the next client opens a fresh session.
+/// With `idle_timeout`, the session is disconnected once the last SOCKS client has been gone
+/// that long; the port keeps listening, and the next client opens a fresh session.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_session_closes_idle_timeout_after_the_last_client_and_the_next_opens_a_fresh_one() {
     let sshd = TestSshd::start();
@@ -468,6 +468,10 @@ async fn the_session_closes_idle_timeout_after_the_last_client_and_the_next_open
         0,
         "session left open at sshd"
     );
+    // A clean SSH disconnect (by application, 11, saying "idle"), not a dropped connection.
+    sshd.log_file()
+        .wait_for_count("sshd", ":11: idle", 1, TIMEOUT)
+        .await;
 
     let data = deterministic_bytes(23, 256 << 10);
     let (echoed, ended) = round_trip(socks5_connect(port, echo.addr()).await, data.clone()).await;

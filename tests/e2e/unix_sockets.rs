@@ -503,8 +503,8 @@ async fn a_unix_client_arriving_while_the_server_is_down_is_held_and_served_once
     assert!(status["forwards"][0]["last_error"].is_null(), "{status}");
 }
 
-/// With `idle_timeout`, the session closes once the last Unix client has been gone for that
-/// long; the socket file stays, and the next client opens a fresh session.
+/// With `idle_timeout`, the session is disconnected once the last Unix client has been gone
+/// that long; the socket file stays, and the next client opens a fresh session.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_session_closes_idle_timeout_after_the_last_unix_client_and_the_next_opens_a_new_one() {
     let sshd = TestSshd::start();
@@ -535,6 +535,10 @@ async fn the_session_closes_idle_timeout_after_the_last_unix_client_and_the_next
         0,
         "session left open at sshd"
     );
+    // A clean SSH disconnect (by application, 11, saying "idle"), not a dropped connection.
+    sshd.log_file()
+        .wait_for_count("sshd", ":11: idle", 1, TIMEOUT)
+        .await;
     let file = std::fs::metadata(&path).expect("the socket file after the session closed");
     assert!(
         file.file_type().is_socket(),
