@@ -238,6 +238,10 @@ impl TestDaemonBuilder {
     }
 }
 
+/// How often [`TestDaemon::wait_for_sole_host`] reads the status: each read runs the CLI, a
+/// process of its own, so less often than a file is re-read.
+const STATUS_POLL: Duration = Duration::from_millis(100);
+
 /// A running lazytunnel daemon; SIGTERMed (then SIGKILLed after 5 s) on drop.
 pub struct TestDaemon {
     child: Child,
@@ -329,6 +333,29 @@ impl TestDaemon {
         match status["hosts"].as_array().map(Vec::as_slice) {
             Some([host]) => host.clone(),
             _ => panic!("expected one host in {status}"),
+        }
+    }
+
+    /// Re-reads [`Self::sole_host_status`] until `fact` holds of it, and returns that entry;
+    /// panics naming `what`, with the last entry read, after `timeout`. For a state the host
+    /// reaches by itself (a failed attempt, an idle session retired), which no log line need
+    /// say.
+    pub async fn wait_for_sole_host(
+        &self,
+        what: &str,
+        timeout: Duration,
+        fact: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let host = self.sole_host_status();
+            if fact(&host) {
+                return host;
+            }
+            if std::time::Instant::now() >= deadline {
+                panic!("host not {what} within {timeout:?}: {host}");
+            }
+            tokio::time::sleep(STATUS_POLL).await;
         }
     }
 

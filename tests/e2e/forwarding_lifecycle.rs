@@ -16,15 +16,12 @@ use common::{
     path_str, refusing_port, send_signal, wait_for_exit, wait_for_exit_blocking, write_file,
 };
 use forwarding_support::{
-    Forward, PROMPTLY, assert_reset, assert_same_bytes, config_text, connect, connect_and_drain,
-    drain, echo_once, round_trip, socks5_connect, start_daemon,
+    Forward, IDLE, IDLE_SETTING, PROMPTLY, assert_reset, assert_same_bytes, config_text, connect,
+    connect_and_drain, drain, echo_once, round_trip, socks5_connect, start_daemon,
 };
 use lazytunnel::daemon::DRAIN_PERIOD;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
-
-const IDLE: Duration = Duration::from_secs(1);
-const IDLE_SETTING: &str = r#"idle_timeout = "1s""#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_session_closes_after_the_idle_timeout_and_the_next_client_opens_a_fresh_one() {

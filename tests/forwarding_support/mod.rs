@@ -220,7 +220,16 @@ pub fn assert_same_bytes(received: &[u8], expected: &[u8], what: &str) {
 
 /// Connects to the SOCKS forward on `port`, asks for `target` with SOCKS5 and awaits the grant.
 pub async fn socks5_connect(port: u16, target: SocketAddr) -> TcpStream {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let mut stream = socks5_request(port, target).await;
+    socks5_granted(&mut stream).await;
+    stream
+}
+
+/// Connects to the SOCKS forward on `port`, sends a SOCKS5 greeting and a CONNECT request for
+/// `target`, and awaits the method choice (no authentication), which is answered at once; the
+/// reply to the request comes once its channel is open or has failed ([`socks5_granted`]).
+pub async fn socks5_request(port: u16, target: SocketAddr) -> TcpStream {
+    let mut stream = connect(port).await;
     let SocketAddr::V4(v4) = target else {
         panic!("{target} is not IPv4")
     };
@@ -228,14 +237,29 @@ pub async fn socks5_connect(port: u16, target: SocketAddr) -> TcpStream {
     request.extend(v4.ip().octets());
     request.extend(v4.port().to_be_bytes());
     stream.write_all(&request).await.unwrap();
-    let mut replies = [0; 12];
-    tokio::time::timeout(TIMEOUT, stream.read_exact(&mut replies))
+    let mut method = [0; 2];
+    tokio::time::timeout(TIMEOUT, stream.read_exact(&mut method))
+        .await
+        .expect("no SOCKS method choice within TIMEOUT")
+        .expect("read the SOCKS method choice");
+    assert_eq!(method, [5, 0], "not the method `no authentication`");
+    stream
+}
+
+/// Awaits the reply to a SOCKS5 request ([`socks5_request`]) and asserts that it grants it.
+pub async fn socks5_granted<S: AsyncRead + Unpin>(stream: &mut S) {
+    let mut reply = [0; 10];
+    tokio::time::timeout(TIMEOUT, stream.read_exact(&mut reply))
         .await
         .expect("no SOCKS reply within TIMEOUT")
-        .expect("read the SOCKS replies");
-    assert_eq!(replies, [5, 0, 5, 0, 0, 1, 0, 0, 0, 0, 0, 0], "not granted");
-    stream
+        .expect("read the SOCKS reply");
+    assert_eq!(reply, [5, 0, 0, 1, 0, 0, 0, 0, 0, 0], "not granted");
 }
 
 /// How long an event that should follow at once may take on a busy machine.
 pub const PROMPTLY: Duration = Duration::from_secs(5);
+
+/// A short idle timeout, for the specs of idle teardown, and the setting that makes it a
+/// daemon's.
+pub const IDLE: Duration = Duration::from_secs(1);
+pub const IDLE_SETTING: &str = r#"idle_timeout = "1s""#;
