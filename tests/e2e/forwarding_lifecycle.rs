@@ -48,6 +48,11 @@ async fn idle_session_closes_after_the_idle_timeout_and_the_next_client_opens_a_
     daemon
         .wait_for_log("session closed after idle timeout", TIMEOUT)
         .await;
+    // A clean SSH disconnect (by application, 11, saying "idle"), not a dropped connection:
+    // sshd's log is the only witness.
+    sshd.log_file()
+        .wait_for_count("sshd", ":11: idle", 1, TIMEOUT)
+        .await;
 
     let mut client = forward.connect().await;
     echo_once(&mut client, b"second").await;
