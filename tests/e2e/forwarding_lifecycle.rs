@@ -16,8 +16,9 @@ use common::{
     path_str, refusing_port, send_signal, wait_for_exit, wait_for_exit_blocking, write_file,
 };
 use forwarding_support::{
-    Forward, IDLE, IDLE_SETTING, PROMPTLY, assert_reset, assert_same_bytes, config_text, connect,
-    connect_and_drain, drain, echo_once, round_trip, socks5_connect, start_daemon,
+    Forward, IDLE, IDLE_SETTING, PROMPTLY, assert_reset, assert_retired_idle, assert_same_bytes,
+    config_text, connect, connect_and_drain, drain, echo_once, round_trip, socks5_connect,
+    start_daemon,
 };
 use lazytunnel::daemon::DRAIN_PERIOD;
 use tokio::io::AsyncReadExt;
@@ -35,24 +36,7 @@ async fn idle_session_closes_after_the_idle_timeout_and_the_next_client_opens_a_
     assert_eq!(reply, b"first");
     assert_eq!(sshd.established_connections(), 1);
 
-    assert_eq!(
-        sshd.wait_for_connections(0, TIMEOUT).await,
-        0,
-        "idle session kept open"
-    );
-    let idle_for = last_closed.elapsed();
-    assert!(
-        idle_for >= IDLE,
-        "session closed {idle_for:?} after its last connection"
-    );
-    daemon
-        .wait_for_log("session closed after idle timeout", TIMEOUT)
-        .await;
-    // A clean SSH disconnect (by application, 11, saying "idle"), not a dropped connection:
-    // sshd's log is the only witness.
-    sshd.log_file()
-        .wait_for_count("sshd", ":11: idle", 1, TIMEOUT)
-        .await;
+    assert_retired_idle(&daemon, &sshd, last_closed).await;
 
     let mut client = forward.connect().await;
     echo_once(&mut client, b"second").await;

@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -263,3 +263,32 @@ pub const PROMPTLY: Duration = Duration::from_secs(5);
 /// daemon's.
 pub const IDLE: Duration = Duration::from_secs(1);
 pub const IDLE_SETTING: &str = r#"idle_timeout = "1s""#;
+
+/// Waits until the daemon's sole host has retired its first session for idleness, and checks
+/// how: not before [`IDLE`] since `last_client_closing` (a moment before the last client of
+/// the session closed), the SSH connection gone at sshd, and sshd told why with a clean
+/// disconnect (by application, 11, "idle"), of which sshd's log is the only witness.
+pub async fn assert_retired_idle(
+    daemon: &TestDaemon,
+    sshd: &TestSshd,
+    last_client_closing: Instant,
+) {
+    let host = daemon
+        .wait_for_sole_host("idle after its session", TIMEOUT, |host| {
+            host["state"] == "idle" && host["sessions_opened"] == 1
+        })
+        .await;
+    let idle_after = last_client_closing.elapsed();
+    assert!(
+        idle_after >= IDLE,
+        "idle {idle_after:?} after the last client closed: {host}"
+    );
+    assert_eq!(
+        sshd.wait_for_connections(0, TIMEOUT).await,
+        0,
+        "session left open at sshd"
+    );
+    sshd.log_file()
+        .wait_for_count("sshd", ":11: idle", 1, TIMEOUT)
+        .await;
+}

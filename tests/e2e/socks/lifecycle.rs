@@ -11,8 +11,8 @@ use tokio::io::AsyncReadExt;
 use super::{start_socks_daemon, start_socks_daemon_with};
 use crate::common::{DataServer, Mode, TIMEOUT, TestSshd, deterministic_bytes};
 use crate::forwarding_support::{
-    IDLE, IDLE_SETTING, assert_reset, assert_same_bytes, drain, echo_once, round_trip,
-    socks5_connect, socks5_granted, socks5_request,
+    IDLE_SETTING, assert_reset, assert_retired_idle, assert_same_bytes, drain, echo_once,
+    round_trip, socks5_connect, socks5_granted, socks5_request,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -114,25 +114,7 @@ async fn the_session_closes_idle_timeout_after_the_last_client_and_the_next_open
     ended.expect("a clean EOF after the echo");
     assert_same_bytes(&echoed, &data, "echo to the first client");
 
-    let host = daemon
-        .wait_for_sole_host("idle after its session", TIMEOUT, |host| {
-            host["state"] == "idle" && host["sessions_opened"] == 1
-        })
-        .await;
-    let idle_after = closing.elapsed();
-    assert!(
-        idle_after >= IDLE,
-        "idle {idle_after:?} after the client closed: {host}"
-    );
-    assert_eq!(
-        sshd.wait_for_connections(0, TIMEOUT).await,
-        0,
-        "session left open at sshd"
-    );
-    // A clean SSH disconnect (by application, 11, saying "idle"), not a dropped connection.
-    sshd.log_file()
-        .wait_for_count("sshd", ":11: idle", 1, TIMEOUT)
-        .await;
+    assert_retired_idle(&daemon, &sshd, closing).await;
 
     let data = deterministic_bytes(23, 256 << 10);
     let (echoed, ended) = round_trip(socks5_connect(port, echo.addr()).await, data.clone()).await;

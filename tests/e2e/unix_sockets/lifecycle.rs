@@ -11,7 +11,9 @@ use tokio::net::UnixStream;
 
 use super::{daemon, daemon_inheriting, temp_dir};
 use crate::common::{DataServer, Mode, TIMEOUT, TestSshd, deterministic_bytes, path_str};
-use crate::forwarding_support::{self, IDLE, IDLE_SETTING, assert_same_bytes, read_to_end};
+use crate::forwarding_support::{
+    self, IDLE_SETTING, assert_retired_idle, assert_same_bytes, read_to_end,
+};
 
 /// A Unix client whose session dies mid-download is closed at once, not left hanging (Unix
 /// sockets have no reset, so it sees the end of the stream short of the data), and the next
@@ -123,25 +125,7 @@ async fn the_session_closes_idle_timeout_after_the_last_unix_client_and_the_next
     let closing = Instant::now();
     echo_then_close(first, &deterministic_bytes(26, 64 << 10)).await;
 
-    let host = daemon
-        .wait_for_sole_host("idle after its session", TIMEOUT, |host| {
-            host["state"] == "idle" && host["sessions_opened"] == 1
-        })
-        .await;
-    let idle_after = closing.elapsed();
-    assert!(
-        idle_after >= IDLE,
-        "idle {idle_after:?} after the client closed: {host}"
-    );
-    assert_eq!(
-        sshd.wait_for_connections(0, TIMEOUT).await,
-        0,
-        "session left open at sshd"
-    );
-    // A clean SSH disconnect (by application, 11, saying "idle"), not a dropped connection.
-    sshd.log_file()
-        .wait_for_count("sshd", ":11: idle", 1, TIMEOUT)
-        .await;
+    assert_retired_idle(&daemon, &sshd, closing).await;
     let file = std::fs::metadata(&path).expect("the socket file after the session closed");
     assert!(
         file.file_type().is_socket(),
